@@ -1,0 +1,30 @@
+"""ddubench workflow: every table and figure of the DDU-Net journal paper, from raw data to CSV/PDF.
+
+Usage (from the repository root; profiles/default is applied automatically):
+    snakemake                                   # default: config/smoke.yaml -> results/smoke/, figures/smoke/
+    snakemake --configfile config/cpu.yaml      # the CPU-sized run, published to results/ and figures/
+    snakemake figures/fig9_heatmap.pdf          # a published figure, rebuilt from its run if out of date
+
+Rules call the `ddubench` CLI; all computation lives in the package (src/ddubench).
+"""
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/smoke.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/training.smk"
+include: "workflow/rules/tables.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/publish.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        default_targets(),

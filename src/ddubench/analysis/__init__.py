@@ -1,0 +1,1 @@
+"""Analyses over model structure: parameter counts (receptive field and memory models follow)."""

@@ -1,0 +1,264 @@
+"""``ddubench``: the command line of the suite. Every Snakemake rule calls one of these subcommands.
+
+This is the only place that turns project errors into exit codes: a user mistake prints one line
+(``ddubench: error: ...``) and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .errors import DdubenchError
+
+DESCRIPTION = """\
+ddubench: a reproducible benchmark suite for DDU-Net (a U-Net split into subimages joined by a coarse
+network that exchanges bottleneck features) and its baselines. The Snakemake workflow in the repository
+root calls these subcommands; you can also call them by hand.
+
+Model specs name a registered model and its hyperparameters: unet_D3 = U-Net(3);
+ddunet_D3_F16_CY = DDU-Net(D=3, F=16, C=Y); ddunet_D3_F16_CN has the coarse network applied per
+subimage; add _W8 for base width 8.
+"""
+
+
+def _threads(value: int | None) -> None:
+    if value:
+        import torch
+
+        torch.set_num_threads(value)
+
+
+def cmd_generate_synthetic(args: argparse.Namespace) -> None:
+    from .data.synthetic import SyntheticSpec, write_dataset
+
+    spec = SyntheticSpec(k=args.k, rule=args.rule, subimage_size=args.subimage_size, seed=args.seed)
+    write_dataset(spec, {"train": args.train, "val": args.val, "test": args.test}, args.out)
+    print(f"wrote {args.out}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .training.run import train_model
+    from .training.trainer import TrainConfig
+
+    _threads(args.threads)
+    config = TrainConfig(
+        lr=args.lr, max_epochs=args.max_epochs, min_epochs=args.min_epochs,
+        early_stopping_patience=args.early_stopping_patience, lr_patience=args.lr_patience,
+        lr_factor=args.lr_factor, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+        dropout=args.dropout, loss=args.loss, seed=args.seed,
+    )
+    summary = train_model(args.model, args.data, args.run_dir, config, args.summary,
+                          device=args.device, progress=not args.no_progress)
+    result = summary["result"]
+    print(f"{summary['label']}: {result['epochs_run']} epochs, best val loss {result['best_val_loss']:.4f} "
+          f"at epoch {result['best_epoch']}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .evaluation.run import evaluate_checkpoint
+
+    _threads(args.threads)
+    record = evaluate_checkpoint(args.checkpoint, args.data, args.out, batch_size=args.batch_size,
+                                 device=args.device, progress=not args.no_progress)
+    iou = ", ".join(f"{name} {value:.4f}" for name, value in record["scores"]["iou"].items() if value is not None)
+    print(f"{record['label']} on k={record['test_k']}: IoU {iou}; mIoU {record['scores']['miou']:.4f}")
+
+
+def cmd_predictions(args: argparse.Namespace) -> None:
+    from .evaluation.run import prediction_figure
+
+    _threads(args.threads)
+    prediction_figure(args.checkpoints, args.data, args.examples, args.pdf, args.csv)
+    print(f"wrote {args.pdf} and {args.csv}")
+
+
+def _write_table(frame, out: str, config_file: str | None, started: str, clock: float, **extra) -> None:
+    from .config import load_config
+    from .io import atomic_path
+    from .provenance import provenance, write_sidecar
+
+    config = load_config(config_file) if config_file else None
+    with atomic_path(out) as tmp:
+        frame.to_csv(tmp, index=False)
+    write_sidecar(out, provenance(config=config, config_file=config_file,
+                                  seeds=config["seeds"] if config else None, started=started,
+                                  wall_time_s=time.perf_counter() - clock, **extra))
+    print(f"wrote {out}")
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .io import read_json
+    from .provenance import utc_now
+    from .report import paper, tables
+
+    started, clock = utc_now(), time.perf_counter()
+    if args.name == "table8":
+        frame = tables.table8()
+        extra = {"method": "parameters counted on the ddubench modules (torch numel, BN buffers excluded)"}
+    elif args.name == "table10":
+        if not args.config:
+            raise DdubenchError("table10 needs --config: the configuration whose hyperparameters are reported")
+        config = load_config(args.config)
+        frame = tables.table10(config["training"], config["synthetic"], config["seeds"])
+        extra = {}
+    else:
+        if not args.evals or not args.config:
+            raise DdubenchError(f"{args.name} needs --evals (the evaluation JSON files) and --config (the run's config)")
+        records = [read_json(path) for path in args.evals]
+        reference = paper.FIG9_LINE_IOU if args.name == "fig9" else paper.FIG11_LINE_IOU
+        note = tables.scale_note(load_config(args.config))
+        frame = tables.line_iou_grid(records, reference, depth=paper.FIG9_DEPTH, note=note)
+        extra = {"inputs": list(args.evals)}
+    _write_table(frame, args.out, args.config, started, clock, **extra)
+
+
+def cmd_figure(args: argparse.Namespace) -> None:
+    from .report.figures import line_iou_heatmaps
+
+    titles = {
+        "fig9": ("Journal Fig. 9: line-class IoU, trained and tested on k subimages", "k (subimages)"),
+        "fig11": ("Journal Fig. 11: line-class IoU on the 6-subimage test set", "k trained on"),
+    }
+    title, ylabel = titles[args.name]
+    line_iou_heatmaps(args.csv, args.out, title, ylabel)
+    print(f"wrote {args.out}")
+
+
+def cmd_measure(args: argparse.Namespace) -> None:
+    import torch
+
+    from .analysis.params import count_parameters
+    from .measure.timing import train_step_time
+    from .models import ModelSpec, build_model
+
+    _threads(args.threads)
+    spec = ModelSpec.parse(args.model)
+    size = args.subimage_size
+    model = build_model(spec, in_channels=1, num_classes=3, subimage_size=(size, size), dropout=0.1)
+    print(f"{spec.label} ({spec}): {count_parameters(model)} parameters")
+    if args.what == "step-time":
+        torch.manual_seed(0)
+        images = torch.rand(args.batch_size, 1, size, size * args.k)
+        masks = torch.randint(0, 3, (args.batch_size, size, size * args.k))
+        timing = train_step_time(model, images, masks, warmup=args.warmup, repeats=args.repeats)
+        print(f"training step, batch {args.batch_size}, k={args.k}: median {timing['step_time_median_s'] * 1e3:.1f} ms "
+              f"(IQR {timing['step_time_q1_s'] * 1e3:.1f}-{timing['step_time_q3_s'] * 1e3:.1f} ms), "
+              f"{timing['images_per_s']:.1f} images/s, {torch.get_num_threads()} threads")
+
+
+def cmd_validate_config(args: argparse.Namespace) -> None:
+    from .config import load_config
+
+    for path in args.configs:
+        load_config(path)
+        print(f"{path}: valid")
+
+
+def _add_runtime(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default: cpu)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs stay readable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ddubench", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("generate-synthetic", cmd_generate_synthetic,
+            "Write the synthetic circles-and-line dataset for one k (train/val/test .npz + manifest).")
+    p.add_argument("--k", type=int, required=True, help="subimages per image; images are (32k)x32")
+    p.add_argument("--rule", choices=["journal", "thesis"], default="journal",
+                   help="circle placement: journal = any other subimage, width 3; thesis = <= 1 subimage between, width 2")
+    p.add_argument("--subimage-size", type=int, default=32)
+    p.add_argument("--train", type=int, default=4000)
+    p.add_argument("--val", type=int, default=1000)
+    p.add_argument("--test", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output directory")
+
+    p = add("train", cmd_train, "Train one model on a dataset directory (train.npz, val.npz); resumable.")
+    p.add_argument("--model", required=True, help="model spec, e.g. ddunet_D3_F16_CY or unet_D3")
+    p.add_argument("--data", required=True, help="dataset directory with train.npz, val.npz, manifest.json")
+    p.add_argument("--run-dir", required=True, help="directory for best.pt, last.pt (resume) and history.csv")
+    p.add_argument("--summary", required=True, help="where to write the training summary JSON")
+    p.add_argument("--lr", type=float, default=0.008)
+    p.add_argument("--max-epochs", type=int, default=40)
+    p.add_argument("--min-epochs", type=int, default=20, help="no early stopping before this epoch")
+    p.add_argument("--early-stopping-patience", type=int, default=8)
+    p.add_argument("--lr-patience", type=int, default=3, help="epochs without improvement before the LR decays")
+    p.add_argument("--lr-factor", type=float, default=0.5)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--eval-batch-size", type=int, default=64)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--loss", choices=["macro", "micro"], default="macro", help="dice reduction")
+    p.add_argument("--seed", type=int, default=0)
+    _add_runtime(p)
+
+    p = add("evaluate", cmd_evaluate, "Score a checkpoint on a test split (confusion matrix -> IoU per class, mIoU).")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="test split file, e.g. data/.../k6/test.npz")
+    p.add_argument("--out", required=True, help="evaluation JSON to write")
+    p.add_argument("--batch-size", type=int, default=64)
+    _add_runtime(p)
+
+    p = add("predictions", cmd_predictions, "Qualitative figure: inputs, ground truth and predictions of several models.")
+    p.add_argument("--checkpoints", nargs="+", required=True)
+    p.add_argument("--data", required=True, help="test split file")
+    p.add_argument("--examples", type=int, default=3)
+    p.add_argument("--pdf", required=True)
+    p.add_argument("--csv", required=True, help="per-example line IoU of each model")
+    _add_runtime(p)
+
+    p = add("table", cmd_table, "Build a results table CSV (+ .meta.json provenance sidecar).")
+    p.add_argument("name", choices=["table8", "table10", "fig9", "fig11"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--config", help="configuration file the table belongs to (recorded in the sidecar)")
+    p.add_argument("--evals", nargs="*", help="evaluation JSON files (fig9, fig11)")
+
+    p = add("figure", cmd_figure, "Draw a figure PDF from its results CSV.")
+    p.add_argument("name", choices=["fig9", "fig11"])
+    p.add_argument("--csv", required=True)
+    p.add_argument("--out", required=True)
+
+    p = add("measure", cmd_measure, "Measure a model: parameter count, or training-step time on random data.")
+    p.add_argument("what", choices=["params", "step-time"])
+    p.add_argument("--model", required=True)
+    p.add_argument("--k", type=int, default=2, help="subimages per image (step-time)")
+    p.add_argument("--subimage-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--threads", type=int, default=None)
+
+    p = add("validate-config", cmd_validate_config, "Check configuration files against the schema.")
+    p.add_argument("configs", nargs="+")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except DdubenchError as err:
+        print(f"ddubench: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ddubench: interrupted; finished checkpoints and outputs are kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Workflow configuration: load a YAML file and validate it with Snakemake's JSON-schema validator.
+
+The schema (``ddubench/schemas/config.schema.yaml``, linked from ``workflow/schemas/``) fills defaults
+and rejects unknown keys. Validation errors become one-line :class:`ConfigError` messages naming the
+file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+def schema_path() -> Path:
+    """The path of the configuration JSON schema."""
+    return Path(str(resources.files("ddubench") / "schemas" / "config.schema.yaml"))
+
+
+def _one_line(error: Exception) -> str:
+    """The jsonschema message behind Snakemake's validation error, plus the key path it concerns."""
+    cause = error.__context__ if error.__context__ is not None else error
+    message = getattr(cause, "message", str(cause)).splitlines()[0]
+    where = "/".join(str(p) for p in getattr(cause, "absolute_path", [])) or "top level"
+    return f"{message} (at {where})"
+
+
+def validate_config(config: dict[str, Any], source: str = "<config>") -> dict[str, Any]:
+    """Validate ``config`` in place (defaults filled); raise :class:`ConfigError` on the first problem."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: the configuration must be a YAML mapping of keys to values")
+    try:
+        validate(config, str(schema_path()), set_default=True)
+    except WorkflowError as err:
+        raise ConfigError(
+            f"{source}: {_one_line(err)}; fix the key (allowed keys and types: {schema_path().name})"
+        ) from None
+    return config
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read and validate a YAML configuration file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist; pick one of config/smoke.yaml, config/cpu.yaml, config/paper.yaml")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]}); fix the syntax") from None
+    return validate_config(config, str(path))

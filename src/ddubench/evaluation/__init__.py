@@ -1,0 +1,1 @@
+"""Metrics and whole-dataset evaluation."""

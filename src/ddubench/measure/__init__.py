@@ -1,0 +1,1 @@
+"""Measurements shared by every method: timing (memory follows with the distributed runtime)."""

@@ -1,0 +1,49 @@
+"""Wall-clock timing of training steps with warm-up and repeats (median and spread, not a single run)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..training.losses import DiceLoss
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_step_time(
+    model: nn.Module, images: torch.Tensor, masks: torch.Tensor, warmup: int = 3, repeats: int = 10,
+    lr: float = 0.008,
+) -> dict[str, Any]:
+    """Time forward + dice loss + backward + Adam step on one batch; returns median, quartiles, throughput."""
+    device = images.device
+    model.train()
+    loss_fn = DiceLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    times = []
+    for step in range(warmup + repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(images), masks).backward()
+        optimizer.step()
+        _synchronize(device)
+        if step >= warmup:
+            times.append(time.perf_counter() - start)
+    quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    median = statistics.median(times)
+    return {
+        "step_time_median_s": median,
+        "step_time_q1_s": quartiles[0],
+        "step_time_q3_s": quartiles[2],
+        "images_per_s": images.shape[0] / median,
+        "warmup": warmup,
+        "repeats": repeats,
+        "batch_size": images.shape[0],
+    }

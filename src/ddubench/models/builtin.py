@@ -1,0 +1,35 @@
+"""Registration of the models that live in this package (U-Net and DDU-Net)."""
+
+from __future__ import annotations
+
+from .ddunet import DDUNet
+from .registry import register_model
+from .unet import UNet
+
+
+@register_model(
+    "unet",
+    keys=("D",),
+    optional_keys=("W",),
+    defaults={"depth": 3, "base_width": 4},
+    label=lambda p: f"U-Net({p['depth']})",
+)
+def build_unet(*, in_channels: int, num_classes: int, subimage_size: tuple[int, int], dropout: float, **params) -> UNet:
+    """U-Net(D) on the whole image; the subimage size is irrelevant to it."""
+    return UNet(in_channels=in_channels, num_classes=num_classes, dropout=dropout, **params)
+
+
+@register_model(
+    "ddunet",
+    keys=("D", "F", "C"),
+    optional_keys=("W",),
+    defaults={"depth": 3, "features": 0, "communicate": True, "base_width": 4},
+    label=lambda p: f"DDU-Net({p['depth']},{p['features']},{'Y' if p['communicate'] else 'N'})",
+)
+def build_ddunet(
+    *, in_channels: int, num_classes: int, subimage_size: tuple[int, int], dropout: float, **params
+) -> DDUNet:
+    """DDU-Net(D, F, C) on subimages of ``subimage_size``."""
+    return DDUNet(
+        in_channels=in_channels, num_classes=num_classes, subimage_size=subimage_size, dropout=dropout, **params
+    )

@@ -1,0 +1,83 @@
+"""DDU-Net(D, F, C): a U-Net applied per subimage, with a coarse network exchanging bottleneck features.
+
+Single-process reference implementation. The subimages of a batch are stacked along the batch dimension
+and go through ONE encoder-decoder, which is exactly "clones with shared weights" (autograd sums the
+gradients of all subimages). The last F bottleneck channels are either stitched into the global grid in
+subimage order and processed jointly (C = Y, communication) or processed per subimage (C = N).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data.tiling import grid_shape, split_subimages, stitch_subimages
+from ..errors import ModelSpecError
+from .coarse import CoarseNetwork
+from .unet import UNetDecoder, UNetEncoder, init_he
+
+
+class DDUNet(nn.Module):
+    """DDU-Net(D, F, C) for subimages of a fixed size; the grid follows from the input size."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 3,
+        depth: int = 3,
+        base_width: int = 4,
+        features: int = 0,
+        communicate: bool = True,
+        subimage_size: tuple[int, int] = (32, 32),
+        coarse_kernel: int = 5,
+        coarse_layers: int = 3,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        bottleneck = base_width * 2**depth
+        if not 0 <= features <= bottleneck:
+            raise ModelSpecError(
+                f"F={features} communicated maps is outside 0..{bottleneck}, the bottleneck width of "
+                f"depth {depth} with base width {base_width}; choose F <= {bottleneck}"
+            )
+        multiple = 2**depth
+        if subimage_size[0] % multiple or subimage_size[1] % multiple:
+            raise ModelSpecError(
+                f"subimage size {subimage_size[0]}x{subimage_size[1]} is not divisible by 2^D = {multiple} "
+                f"(depth {depth}); use subimages whose sides are multiples of {multiple} or a smaller depth"
+            )
+        self.depth = depth
+        self.features = features
+        self.communicate = communicate
+        self.subimage_size = tuple(subimage_size)
+        self.encoder = UNetEncoder(in_channels, depth, base_width, dropout)
+        self.coarse = CoarseNetwork(features, coarse_kernel, coarse_layers, dropout) if features else None
+        self.decoder = UNetDecoder(depth, base_width, dropout)
+        self.head = nn.Conv2d(base_width, num_classes, kernel_size=1)
+        init_he(self)
+
+    @property
+    def size_multiple(self) -> tuple[int, int]:
+        """Input height and width must be multiples of the subimage size."""
+        return self.subimage_size
+
+    def grid(self, x: torch.Tensor) -> tuple[int, int]:
+        """Rows and columns of subimages for input ``x``."""
+        return grid_shape(x.shape[-2], x.shape[-1], self.subimage_size)
+
+    def exchange(self, bottleneck: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Replace the last F bottleneck channels of every subimage by the coarse network's output."""
+        if self.coarse is None:
+            return bottleneck
+        keep, shared = bottleneck[:, : -self.features], bottleneck[:, -self.features :]
+        if self.communicate:
+            shared = split_subimages(self.coarse(stitch_subimages(shared, grid)), grid)
+        else:
+            shared = self.coarse(shared)
+        return torch.cat([keep, shared], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid = self.grid(x)
+        features = self.encoder(split_subimages(x, grid))
+        features[-1] = self.exchange(features[-1], grid)
+        return stitch_subimages(self.head(self.decoder(features)), grid)

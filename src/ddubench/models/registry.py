@@ -1,0 +1,153 @@
+"""Model registry and model-spec strings.
+
+A model spec names a registered model and its hyperparameters in a file-name-safe string:
+``unet_D3`` is U-Net(D=3); ``ddunet_D3_F16_CY`` is DDU-Net(D=3, F=16, C=Y). Each token after the name
+is one upper-case key letter followed by its value. Snakemake paths, CLI arguments and result tables
+all use this one spelling.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from ..errors import ModelSpecError
+
+_TOKEN = re.compile(r"^([A-Z])(.+)$")
+
+
+def _yes_no(value: str) -> bool:
+    if value not in ("Y", "N"):
+        raise ValueError("expected Y or N")
+    return value == "Y"
+
+
+# key letter -> (keyword argument, parser, formatter)
+SPEC_KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
+    "D": ("depth", int, str),
+    "F": ("features", int, str),
+    "C": ("communicate", _yes_no, lambda v: "Y" if v else "N"),
+    "W": ("base_width", int, str),
+}
+_KWARG_TO_KEY = {kwarg: key for key, (kwarg, _, _) in SPEC_KEYS.items()}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: how to build it, which spec keys it takes, how to label it."""
+
+    builder: Callable[..., nn.Module]
+    keys: tuple[str, ...]
+    optional_keys: tuple[str, ...]
+    defaults: dict[str, Any]
+    label: Callable[[dict[str, Any]], str]
+
+    @property
+    def all_keys(self) -> tuple[str, ...]:
+        return self.keys + self.optional_keys
+
+
+MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    keys: tuple[str, ...],
+    optional_keys: tuple[str, ...] = (),
+    defaults: dict[str, Any],
+    label: Callable[[dict[str, Any]], str],
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register ``builder(in_channels, num_classes, subimage_size, dropout, **params)`` under ``name``.
+
+    ``keys`` always appear in the canonical spec string; ``optional_keys`` only when not at their default.
+    """
+
+    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in MODELS:
+            raise ValueError(f"model {name!r} registered twice")
+        MODELS[name] = ModelEntry(builder, keys, optional_keys, dict(defaults), label)
+        return builder
+
+    return decorator
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec: the registry name and its hyperparameters (defaults filled in)."""
+
+    name: str
+    params: tuple[tuple[str, Any], ...]
+
+    @classmethod
+    def parse(cls, text: str) -> ModelSpec:
+        """Parse ``ddunet_D3_F16_CY``-style specs; a one-line error names the problem."""
+        _ensure_builtin_models()
+        name, *tokens = text.split("_")
+        if name not in MODELS:
+            raise ModelSpecError(f"unknown model {name!r} in spec {text!r}; known models: {', '.join(sorted(MODELS))}")
+        entry = MODELS[name]
+        params = dict(entry.defaults)
+        for token in tokens:
+            match = _TOKEN.match(token)
+            if not match or match.group(1) not in entry.all_keys:
+                raise ModelSpecError(
+                    f"bad token {token!r} in model spec {text!r}; {name} takes "
+                    + ", ".join(f"{k}<{SPEC_KEYS[k][0]}>" for k in entry.all_keys)
+                )
+            kwarg, parse, _ = SPEC_KEYS[match.group(1)]
+            try:
+                params[kwarg] = parse(match.group(2))
+            except ValueError:
+                raise ModelSpecError(f"bad value in token {token!r} of model spec {text!r}") from None
+        return cls(name, tuple(sorted(params.items())))
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    def __str__(self) -> str:
+        entry = MODELS[self.name]
+        kwargs = self.kwargs
+        tokens = [self.name]
+        for key in entry.all_keys:
+            kwarg, _, fmt = SPEC_KEYS[key]
+            if key in entry.keys or kwargs[kwarg] != entry.defaults[kwarg]:
+                tokens.append(key + fmt(kwargs[kwarg]))
+        return "_".join(tokens)
+
+    @property
+    def label(self) -> str:
+        """The paper's notation, e.g. ``DDU-Net(3,16,Y)`` or ``U-Net(3)``."""
+        return MODELS[self.name].label(self.kwargs)
+
+
+def build_model(
+    spec: str | ModelSpec,
+    *,
+    in_channels: int,
+    num_classes: int,
+    subimage_size: tuple[int, int],
+    dropout: float = 0.0,
+) -> nn.Module:
+    """Build a registered model from its spec and the dataset's properties."""
+    if isinstance(spec, str):
+        spec = ModelSpec.parse(spec)
+    entry = MODELS[spec.name]
+    return entry.builder(
+        in_channels=in_channels, num_classes=num_classes, subimage_size=subimage_size, dropout=dropout, **spec.kwargs
+    )
+
+
+def _ensure_builtin_models() -> None:
+    """Import the modules that register the built-in models and the baselines (idempotent)."""
+    from . import builtin  # noqa: F401
+
+    try:
+        import baselines  # noqa: F401
+    except ImportError:  # the baselines package is optional for library users
+        pass

@@ -1,0 +1,1 @@
+"""Result tables (CSV beside the paper's values) and figures drawn from them."""

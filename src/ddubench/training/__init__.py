@@ -1,0 +1,1 @@
+"""Losses and the one trainer every method uses."""

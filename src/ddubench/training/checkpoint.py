@@ -1,0 +1,38 @@
+"""Checkpoints: everything to rebuild a model (spec + dataset facts) and to resume training exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from ..io import atomic_path
+from ..models import build_model
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write a checkpoint atomically, so a crash mid-write never corrupts an existing one."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist; train the model first (`ddubench train`)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many types for corrupt files
+        raise CheckpointError(f"checkpoint {path} is unreadable ({type(err).__name__}); delete it and retrain") from None
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model stored in a checkpoint, weights loaded, in eval mode."""
+    payload = load_checkpoint(path)
+    model = build_model(payload["spec"], **payload["model_args"])
+    model.load_state_dict(payload["model"])
+    return model.eval(), payload

@@ -1,0 +1,223 @@
+"""The one trainer every method uses: Adam, plateau LR decay, early stopping, best checkpoint, resume.
+
+Defaults follow journal Table 10 / thesis Table 7.3 (lr 0.008, 40 epochs, early-stopping patience 8 after
+a minimum of 20 epochs, LR halved after 3 epochs without validation improvement, batch 16). The
+validation loss is the dice loss of the whole validation split (per-class sums accumulated over all
+batches), so it does not depend on the batch size.
+
+Files in the run directory: ``last.pt`` (written after every epoch; training resumes from it, with its
+RNG states, to the same weights an uninterrupted run gives), ``best.pt`` (lowest validation loss) and
+``history.csv``. All writes are atomic.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..data.registry import SegmentationSplit
+from ..io import atomic_path
+from .checkpoint import load_checkpoint, save_checkpoint
+from .losses import DiceLoss, DiceTerms, dice_loss_from_terms, dice_terms
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run."""
+
+    lr: float = 0.008
+    max_epochs: int = 40
+    min_epochs: int = 20
+    early_stopping_patience: int = 8
+    lr_patience: int = 3
+    lr_factor: float = 0.5
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    dropout: float = 0.1
+    loss: str = "macro"
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    """Summary of a finished training run."""
+
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+    stopped_early: bool
+    train_time_s: float
+    mean_step_time_s: float
+    steps: int
+
+
+class Trainer:
+    """Trains ``model`` on ``train`` with validation on ``val``; checkpoints into ``run_dir``."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: str,
+        model_args: dict[str, Any],
+        config: TrainConfig,
+        run_dir: str | Path,
+        device: str | torch.device = "cpu",
+        progress: bool = True,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model.to(device)
+        self.spec = spec
+        self.model_args = model_args
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.device = torch.device(device)
+        self.progress = progress
+        self.loss_fn = DiceLoss(config.loss)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience
+        )
+        self.shuffle = torch.Generator().manual_seed(config.seed)
+        self.epoch = 0
+        self.best_val_loss = math.inf
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.history: list[dict[str, float]] = []
+        self.train_time_s = 0.0
+        self.steps = 0
+        self.metadata = metadata or {}
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "best.pt"
+
+    def _payload(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "model_args": self.model_args,
+            "metadata": self.metadata,
+            "train_config": asdict(self.config),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "history": self.history,
+            "train_time_s": self.train_time_s,
+            "steps": self.steps,
+            "rng": {"torch": torch.get_rng_state(), "shuffle": self.shuffle.get_state()},
+        }
+
+    def resume(self) -> bool:
+        """Continue from ``last.pt`` if it exists; returns whether it did."""
+        if not self.last_path.exists():
+            return False
+        state = load_checkpoint(self.last_path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for key in ("epoch", "best_val_loss", "best_epoch", "bad_epochs", "history", "train_time_s", "steps"):
+            setattr(self, key, state[key])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.shuffle.set_state(state["rng"]["shuffle"])
+        return True
+
+    def train_epoch(self, train: SegmentationSplit) -> float:
+        """One pass over the training split; returns the mean batch loss."""
+        self.model.train()
+        total, batches = 0.0, 0
+        n_batches = -(-len(train) // self.config.batch_size)
+        bar = tqdm(train.batches(self.config.batch_size, shuffle=True, generator=self.shuffle), total=n_batches,
+                   desc=f"epoch {self.epoch + 1}", unit="step", disable=not self.progress, leave=False)
+        for images, masks in bar:
+            images, masks = images.to(self.device), masks.to(self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss_fn(self.model(images), masks)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item()
+            batches += 1
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        self.steps += batches
+        return total / max(batches, 1)
+
+    @torch.no_grad()
+    def validation_loss(self, val: SegmentationSplit) -> float:
+        """Dice loss of the whole validation split from accumulated per-class sums."""
+        self.model.eval()
+        sums: DiceTerms | None = None
+        for images, masks in val.batches(self.config.eval_batch_size):
+            terms = dice_terms(self.model(images.to(self.device)), masks.to(self.device), val.ignore_index)
+            sums = terms if sums is None else DiceTerms(
+                sums.intersection + terms.intersection,
+                sums.cardinality + terms.cardinality,
+                sums.target_count + terms.target_count,
+            )
+        return float(dice_loss_from_terms(sums, self.config.loss))
+
+    def _write_history(self) -> None:
+        with atomic_path(self.run_dir / "history.csv") as tmp, tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(self.history[0]))
+            writer.writeheader()
+            writer.writerows(self.history)
+
+    def should_stop(self) -> bool:
+        """Early stopping: no improvement for ``patience`` epochs, and at least ``min_epochs`` done."""
+        return self.bad_epochs >= self.config.early_stopping_patience and self.epoch >= self.config.min_epochs
+
+    def fit(self, train: SegmentationSplit, val: SegmentationSplit) -> TrainResult:
+        """Train until early stopping or ``max_epochs``; ``best.pt`` holds the best validation model."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        stopped_early = self.should_stop()
+        while self.epoch < self.config.max_epochs and not stopped_early:
+            start = time.perf_counter()
+            train_loss = self.train_epoch(train)
+            epoch_time = time.perf_counter() - start
+            val_loss = self.validation_loss(val)
+            self.scheduler.step(val_loss)
+            self.epoch += 1
+            self.train_time_s += epoch_time
+            improved = val_loss < self.best_val_loss
+            if improved:
+                self.best_val_loss, self.best_epoch, self.bad_epochs = val_loss, self.epoch, 0
+            else:
+                self.bad_epochs += 1
+            self.history.append({
+                "epoch": self.epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "epoch_time_s": epoch_time,
+            })
+            payload = self._payload()
+            if improved:
+                save_checkpoint(self.best_path, payload)
+            save_checkpoint(self.last_path, payload)
+            self._write_history()
+            if self.progress:
+                tqdm.write(f"epoch {self.epoch}: train {train_loss:.4f} val {val_loss:.4f}"
+                           f"{' (best)' if improved else ''}")
+            stopped_early = self.should_stop()
+        return TrainResult(
+            epochs_run=self.epoch,
+            best_epoch=self.best_epoch,
+            best_val_loss=self.best_val_loss,
+            stopped_early=stopped_early,
+            train_time_s=self.train_time_s,
+            mean_step_time_s=self.train_time_s / max(self.steps, 1),
+            steps=self.steps,
+        )

@@ -1,0 +1,75 @@
+"""Results tables of one run: CSV beside the paper's values, with a provenance sidecar each.
+
+Evaluation records are `ancient`: a fresh clone's checkout order of committed files never triggers a
+rebuild, while a record regenerated in this run still does.
+"""
+
+
+rule table8:
+    output:
+        "results/{run}/table8.csv",
+        "results/{run}/table8.meta.json",
+    params:
+        config=run_config_file,
+    log:
+        "logs/{run}/table8.log",
+    shell:
+        "{DDUBENCH} table table8 --config {params.config} --out {output[0]} > {log} 2>&1"
+
+
+rule table10:
+    output:
+        "results/{run}/table10.csv",
+        "results/{run}/table10.meta.json",
+    params:
+        config=run_config_file,
+    log:
+        "logs/{run}/table10.log",
+    shell:
+        "{DDUBENCH} table table10 --config {params.config} --out {output[0]} > {log} 2>&1"
+
+
+rule fig9_table:
+    input:
+        ancient(fig9_evals),
+    output:
+        "results/{run}/fig9_heatmap.csv",
+        "results/{run}/fig9_heatmap.meta.json",
+    params:
+        config=run_config_file,
+    log:
+        "logs/{run}/fig9_table.log",
+    shell:
+        "{DDUBENCH} table fig9 --config {params.config} --evals {input} --out {output[0]} > {log} 2>&1"
+
+
+rule fig11_table:
+    input:
+        ancient(fig11_evals),
+    output:
+        "results/{run}/fig11_generalization.csv",
+        "results/{run}/fig11_generalization.meta.json",
+    params:
+        config=run_config_file,
+    log:
+        "logs/{run}/fig11_table.log",
+    shell:
+        "{DDUBENCH} table fig11 --config {params.config} --evals {input} --out {output[0]} > {log} 2>&1"
+
+
+rule predictions:
+    input:
+        unpack(prediction_data),
+        checkpoints=prediction_checkpoints,
+    output:
+        csv="results/{run}/fig8_predictions.csv",
+        meta="results/{run}/fig8_predictions.meta.json",
+        pdf="figures/{run}/fig8_predictions.pdf",
+    params:
+        examples=lambda wildcards: run_config(wildcards.run)["predictions"]["examples"],
+    threads: 1
+    log:
+        "logs/{run}/predictions.log",
+    shell:
+        "{DDUBENCH} predictions --checkpoints {input.checkpoints} --data {input.data}"
+        " --examples {params.examples} --pdf {output.pdf} --csv {output.csv} --threads {threads} > {log} 2>&1"
