@@ -14,7 +14,7 @@ from torch import nn
 from ..data.tiling import grid_shape, split_subimages, stitch_subimages
 from ..errors import ModelSpecError
 from .coarse import CoarseNetwork
-from .unet import UNetDecoder, UNetEncoder, init_he
+from .unet import UNetDecoder, UNetEncoder, channel_widths, init_he
 
 
 class DDUNet(nn.Module):
@@ -34,7 +34,7 @@ class DDUNet(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        bottleneck = base_width * 2**depth
+        bottleneck = channel_widths(depth, base_width)[-1]
         if not 0 <= features <= bottleneck:
             raise ModelSpecError(
                 f"F={features} communicated maps is outside 0..{bottleneck}, the bottleneck width of "

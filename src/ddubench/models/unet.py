@@ -5,11 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ModelSpecError
 from .blocks import DoubleConv, Down, Up
 
 
 def channel_widths(depth: int, base_width: int) -> list[int]:
     """Channels of each level, from the input block down to the bottleneck: ``[c, 2c, ..., c*2^D]``."""
+    if depth < 0 or base_width < 1:
+        raise ModelSpecError(
+            f"depth D={depth} and base width W={base_width} must satisfy D >= 0 and W >= 1; fix the model spec"
+        )
     return [base_width * 2**level for level in range(depth + 1)]
 
 

@@ -8,13 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..data.registry import load_split
+from ..distributed.runtime import DistContext
+from ..errors import ModelSpecError
 from ..io import read_json, write_json
 from ..models import ModelSpec, build_model
 from ..provenance import provenance, utc_now
 from .checkpoint import load_checkpoint
-from .trainer import Trainer, TrainConfig
+from .trainer import SingleProcess, Trainer, TrainConfig
 
 
 def seed_everything(seed: int) -> None:
@@ -30,6 +33,22 @@ def _resumable(last: Path, spec: str, model_args: dict[str, Any], config: TrainC
     return (state["spec"], state["model_args"], state["train_config"]) == (spec, model_args, asdict(config))
 
 
+def _distribute(model: nn.Module, ctx: DistContext, bn: str, seed: int) -> tuple[nn.Module, SingleProcess]:
+    """Wrap a DDU-Net for spatially parallel training on the ranks of ``ctx``."""
+    from ..distributed.collectives import broadcast_state
+    from ..distributed.ddunet import DistributedDDUNet
+    from ..distributed.training import SpatialParallel
+    from ..models import DDUNet
+
+    if not isinstance(model, DDUNet):
+        raise ModelSpecError(f"only DDU-Net models split into subimages across ranks, not {type(model).__name__}; "
+                             "train other models without torchrun")
+    model = DistributedDDUNet(model.to(ctx.device), ctx, bn)
+    broadcast_state(model)
+    torch.manual_seed(seed + 1000 * ctx.rank)  # independent dropout masks per rank
+    return model, SpatialParallel(ctx, bn)
+
+
 def train_model(
     spec_text: str,
     data_dir: str | Path,
@@ -39,11 +58,15 @@ def train_model(
     dataset_kind: str = "synthetic",
     device: str = "cpu",
     progress: bool = True,
+    ctx: DistContext | None = None,
+    bn: str = "sync",
 ) -> dict[str, Any]:
     """Train ``spec`` on ``data_dir/{train,val}.npz``; write ``best.pt`` and the summary JSON.
 
-    An unfinished run with the same settings resumes from ``run_dir/last.pt``; a run with other settings
-    starts afresh. ``last.pt`` is removed once training has finished, so a forced rerun starts anew.
+    With ``ctx`` (ranks launched by torchrun) the DDU-Net is split over the ranks (``bn`` selects synced
+    or per-rank BatchNorm statistics); rank 0 writes the files. An unfinished run with the same settings
+    resumes from ``run_dir/last.pt``; a run with other settings starts afresh. ``last.pt`` is removed once
+    training has finished, so a forced rerun starts anew.
     """
     started, clock = utc_now(), time.perf_counter()
     data_dir, run_dir = Path(data_dir), Path(run_dir)
@@ -58,11 +81,19 @@ def train_model(
     }
     seed_everything(config.seed)
     model = build_model(spec, **model_args)
+    parallel = None
+    if ctx is not None:
+        model, parallel = _distribute(model, ctx, bn, config.seed)
+        device = ctx.device
     train_data = read_json(data_dir / "manifest.json")
     trainer = Trainer(model, spec, model_args, config, run_dir, device=device, progress=progress,
-                      metadata={"train_data": train_data})
+                      metadata={"train_data": train_data, "world_size": ctx.world_size if ctx else 1, "bn": bn},
+                      parallel=parallel)
     resumed = _resumable(trainer.last_path, spec, model_args, config) and trainer.resume()
     result = trainer.fit(train, val)
+    trainer.parallel.barrier()
+    if not trainer.parallel.is_main:
+        return {}
     trainer.last_path.unlink(missing_ok=True)
     summary = {
         "spec": spec,
@@ -75,6 +106,8 @@ def train_model(
         "provenance": provenance(
             config=asdict(config), seeds=[config.seed], started=started,
             wall_time_s=time.perf_counter() - clock, inputs=[str(data_dir)],
+            world_size=ctx.world_size if ctx else 1,
+            extra={"backend": ctx.backend, "bn": bn} if ctx else None,
         ),
     }
     write_json(summary_path, summary)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..data.registry import SegmentationSplit
 from ..io import atomic_path
 from .checkpoint import load_checkpoint, save_checkpoint
-from .losses import DiceLoss, DiceTerms, dice_loss_from_terms, dice_terms
+from .losses import DiceTerms, dice_loss_from_terms, dice_terms
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,29 @@ class TrainConfig:
     dropout: float = 0.1
     loss: str = "macro"
     seed: int = 0
+
+
+class SingleProcess:
+    """How one training step is executed: here, one process on one device (the default)."""
+
+    is_main = True
+
+    def local_target(self, model: nn.Module, masks: torch.Tensor) -> torch.Tensor:
+        """The part of the masks that ``model``'s output covers."""
+        return masks
+
+    def reduce_terms(self, terms: DiceTerms) -> DiceTerms:
+        """Dice sums over every process's share of the batch."""
+        return terms
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Make gradients global (nothing to do in one process)."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """Keep replicas identical after the optimizer step (nothing to do in one process)."""
+
+    def barrier(self) -> None:
+        """Wait for every process (nothing to do in one process)."""
 
 
 @dataclass
@@ -72,20 +95,22 @@ class Trainer:
         device: str | torch.device = "cpu",
         progress: bool = True,
         metadata: dict[str, Any] | None = None,
+        parallel: SingleProcess | None = None,
     ) -> None:
+        self.parallel = parallel or SingleProcess()
         self.model = model.to(device)
         self.spec = spec
         self.model_args = model_args
         self.config = config
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
-        self.progress = progress
-        self.loss_fn = DiceLoss(config.loss)
+        self.progress = progress and self.parallel.is_main
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience
         )
         self.shuffle = torch.Generator().manual_seed(config.seed)
+        self.dtype = next(model.parameters()).dtype
         self.epoch = 0
         self.best_val_loss = math.inf
         self.best_epoch = 0
@@ -141,33 +166,43 @@ class Trainer:
         self.model.train()
         total, batches = 0.0, 0
         n_batches = -(-len(train) // self.config.batch_size)
-        bar = tqdm(train.batches(self.config.batch_size, shuffle=True, generator=self.shuffle), total=n_batches,
+        bar = tqdm(train.batches(self.config.batch_size, shuffle=True, generator=self.shuffle,
+                                 dtype=self.dtype), total=n_batches,
                    desc=f"epoch {self.epoch + 1}", unit="step", disable=not self.progress, leave=False)
         for images, masks in bar:
             images, masks = images.to(self.device), masks.to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.loss_fn(self.model(images), masks)
+            loss = self.loss(self.model(images), masks, train.ignore_index)
             loss.backward()
+            self.parallel.after_backward(self.model)
             self.optimizer.step()
+            self.parallel.after_step(self.model)
             total += loss.item()
             batches += 1
             bar.set_postfix(loss=f"{loss.item():.4f}")
         self.steps += batches
         return total / max(batches, 1)
 
+    def loss(self, logits: torch.Tensor, masks: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
+        """Dice loss of the global batch (per-class sums reduced over processes before the ratio)."""
+        terms = dice_terms(logits, self.parallel.local_target(self.model, masks), ignore_index)
+        return dice_loss_from_terms(self.parallel.reduce_terms(terms), self.config.loss)
+
     @torch.no_grad()
     def validation_loss(self, val: SegmentationSplit) -> float:
         """Dice loss of the whole validation split from accumulated per-class sums."""
         self.model.eval()
         sums: DiceTerms | None = None
-        for images, masks in val.batches(self.config.eval_batch_size):
-            terms = dice_terms(self.model(images.to(self.device)), masks.to(self.device), val.ignore_index)
+        for images, masks in val.batches(self.config.eval_batch_size, dtype=self.dtype):
+            logits = self.model(images.to(self.device))
+            terms = dice_terms(logits, self.parallel.local_target(self.model, masks.to(self.device)),
+                               val.ignore_index)
             sums = terms if sums is None else DiceTerms(
                 sums.intersection + terms.intersection,
                 sums.cardinality + terms.cardinality,
                 sums.target_count + terms.target_count,
             )
-        return float(dice_loss_from_terms(sums, self.config.loss))
+        return float(dice_loss_from_terms(self.parallel.reduce_terms(sums), self.config.loss))
 
     def _write_history(self) -> None:
         with atomic_path(self.run_dir / "history.csv") as tmp, tmp.open("w", newline="") as handle:
@@ -203,11 +238,13 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"],
                 "epoch_time_s": epoch_time,
             })
-            payload = self._payload()
-            if improved:
-                save_checkpoint(self.best_path, payload)
-            save_checkpoint(self.last_path, payload)
-            self._write_history()
+            if self.parallel.is_main:
+                payload = self._payload()
+                if improved:
+                    save_checkpoint(self.best_path, payload)
+                save_checkpoint(self.last_path, payload)
+                self._write_history()
+            self.parallel.barrier()
             if self.progress:
                 tqdm.write(f"epoch {self.epoch}: train {train_loss:.4f} val {val_loss:.4f}"
                            f"{' (best)' if improved else ''}")

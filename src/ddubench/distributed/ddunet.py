@@ -1,0 +1,104 @@
+"""DDU-Net across ranks: each rank owns a contiguous block of subimages and one encoder-decoder replica.
+
+Forward on rank r: take the rank's subimages of every image in the batch -> encoder -> all-gather the
+last F bottleneck channels of all subimages (differentiable) -> the coarse network runs redundantly on
+every rank over the stitched global map (C = Y) or on the local subimages (C = N) -> keep the rank's own
+block -> decoder -> local logits. Running the small coarse network on every rank costs one all-gather
+and no scatter; gathering to one rank would need a gather and a scatter and leave that rank with extra
+work and memory.
+
+BatchNorm (``bn``):
+- ``"sync"`` (default): statistics over all ranks' subimages (:class:`SyncBatchNorm2d`), so training is
+  exactly the single-process DDU-Net. The coarse network over the gathered map (C = Y) already sees the
+  global batch on every rank and keeps plain BatchNorm.
+- ``"local"``: each rank normalises with its own subimages' statistics (what per-device clones do);
+  running statistics are averaged over ranks after every step so all replicas stay identical. Outputs in
+  training mode then differ from one device; in eval mode they are the same.
+
+The module has the single-process model's parameter and buffer names, so ``state_dict()`` loads into
+:class:`~ddubench.models.DDUNet` and back.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data.tiling import grid_shape, split_subimages, stitch_subimages
+from ..models.ddunet import DDUNet
+from .batchnorm import convert_batchnorm
+from .collectives import gather_batch
+from .runtime import DistContext, owned_subimages
+
+BN_MODES = ("sync", "local")
+
+
+class DistributedDDUNet(nn.Module):
+    """One rank's share of a :class:`DDUNet`; built from a single-process model (weights shared)."""
+
+    def __init__(self, model: DDUNet, ctx: DistContext, bn: str = "sync") -> None:
+        super().__init__()
+        if bn not in BN_MODES:
+            raise ValueError(f"unknown BatchNorm mode {bn!r}; use one of {BN_MODES}")
+        self.ctx = ctx
+        self.bn = bn
+        self.features = model.features
+        self.communicate = model.communicate
+        self.subimage_size = model.subimage_size
+        self.encoder, self.coarse, self.decoder, self.head = model.encoder, model.coarse, model.decoder, model.head
+        if bn == "sync":
+            for part in (self.encoder, self.decoder):
+                convert_batchnorm(part)
+            if self.coarse is not None and not self.communicate:
+                convert_batchnorm(self.coarse)
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        """Rows and columns of subimages of an image of this size."""
+        return grid_shape(height, width, self.subimage_size)
+
+    def local_tiles(self, x: torch.Tensor) -> torch.Tensor:
+        """This rank's subimages of every image in ``x`` (B, C, H, W) -> (B * n_local, C, h, w)."""
+        grid = self.grid(*x.shape[-2:])
+        tiles = split_subimages(x if x.dim() == 4 else x.unsqueeze(1), grid)
+        n = grid[0] * grid[1]
+        own = owned_subimages(n, self.ctx)
+        tiles = tiles.reshape(x.shape[0], n, *tiles.shape[1:])[:, own]
+        tiles = tiles.reshape(-1, *tiles.shape[2:])
+        return tiles if x.dim() == 4 else tiles.squeeze(1)
+
+    def local_target(self, masks: torch.Tensor) -> torch.Tensor:
+        """This rank's part of the (B, H, W) masks, in the order of the local logits."""
+        return self.local_tiles(masks)
+
+    def _exchange(self, bottleneck: torch.Tensor, batch: int, grid: tuple[int, int]) -> torch.Tensor:
+        if self.coarse is None:
+            return bottleneck
+        keep, shared = bottleneck[:, : -self.features], bottleneck[:, -self.features :]
+        if self.communicate:
+            n_local = shared.shape[0] // batch
+            local = shared.reshape(batch, n_local, *shared.shape[1:])
+            gathered = gather_batch(local.transpose(0, 1).contiguous())  # (n, B, F, b, b) in rank order
+            everything = gathered.transpose(0, 1).reshape(-1, *shared.shape[1:])
+            mixed = split_subimages(self.coarse(stitch_subimages(everything, grid)), grid)
+            own = owned_subimages(grid[0] * grid[1], self.ctx)
+            shared = mixed.reshape(batch, -1, *shared.shape[1:])[:, own].reshape(-1, *shared.shape[1:])
+        else:
+            shared = self.coarse(shared)
+        return torch.cat([keep, shared], dim=1)
+
+    def forward_local(self, tiles: torch.Tensor, batch: int, grid: tuple[int, int]) -> torch.Tensor:
+        """Logits of this rank's subimages, given only them (what a memory-frugal loader would feed)."""
+        features = self.encoder(tiles)
+        features[-1] = self._exchange(features[-1], batch, grid)
+        return self.head(self.decoder(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Full images in, this rank's logit tiles out: (B, C, H, W) -> (B * n_local, classes, h, w)."""
+        return self.forward_local(self.local_tiles(x), x.shape[0], self.grid(*x.shape[-2:]))
+
+    def gather_output(self, local_logits: torch.Tensor, batch: int, grid: tuple[int, int]) -> torch.Tensor:
+        """Stitch every rank's logit tiles into full-image logits (B, classes, H, W) on every rank."""
+        n_local = local_logits.shape[0] // batch
+        local = local_logits.reshape(batch, n_local, *local_logits.shape[1:]).transpose(0, 1).contiguous()
+        everything = gather_batch(local).transpose(0, 1).reshape(-1, *local_logits.shape[1:])
+        return stitch_subimages(everything, grid)

@@ -1,0 +1,53 @@
+"""Functions that tests run on every rank (importable by spawned processes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ddubench.distributed.ddunet import DistributedDDUNet
+from ddubench.distributed.runtime import distributed
+from ddubench.distributed.training import SpatialParallel
+from ddubench.models import DDUNet
+from ddubench.training.losses import dice_loss_from_terms, dice_terms
+
+
+def forward_backward(cases: list[dict], bn: str = "sync") -> list[dict]:
+    """For each case (model kwargs, state, batch): full logits, loss and summed gradients on this rank."""
+    results = []
+    with distributed(device="cpu") as ctx:
+        for case in cases:
+            model = DDUNet(**case["kwargs"]).double()
+            model.load_state_dict(case["state"])
+            dist_model = DistributedDDUNet(model, ctx, bn).train(case["train"])
+            parallel = SpatialParallel(ctx, bn)
+            x, masks = case["x"], case["masks"]
+            local = dist_model(x)
+            loss = dice_loss_from_terms(parallel.reduce_terms(dice_terms(local, dist_model.local_target(masks))))
+            loss.backward()
+            parallel.after_backward(dist_model)
+            logits = dist_model.gather_output(local.detach(), x.shape[0], dist_model.grid(*x.shape[-2:]))
+            results.append({
+                "logits": logits,
+                "loss": loss.detach(),
+                "grads": {name: p.grad.clone() for name, p in dist_model.named_parameters()},
+                "buffers": {name: b.clone() for name, b in dist_model.named_buffers()},
+            })
+    return results
+
+
+def train_distributed(spec: str, data_dir: str, run_dir: str, summary: str, config: dict, bn: str = "sync") -> dict:
+    """Run the real training entry point on this rank."""
+    from ddubench.training.run import train_model
+    from ddubench.training.trainer import TrainConfig
+
+    with distributed(device="cpu") as ctx:
+        return train_model(spec, Path(data_dir), Path(run_dir), TrainConfig(**config), Path(summary),
+                           progress=False, ctx=ctx, bn=bn)
+
+
+def train_distributed_float64(*args, **kwargs) -> dict:
+    """:func:`train_distributed` with float64 models and data (for exact comparisons)."""
+    torch.set_default_dtype(torch.float64)
+    return train_distributed(*args, **kwargs)

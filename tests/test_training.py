@@ -1,0 +1,211 @@
+"""The trainer: a full tiny run, exact resume after a kill, early stopping, checkpoint errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from ddubench.data.registry import load_split
+from ddubench.errors import CheckpointError
+from ddubench.models import DDUNet, build_model
+from ddubench.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from ddubench.training.run import train_model
+from ddubench.training.trainer import Trainer, TrainConfig
+
+SPEC = "ddunet_D3_F4_CY"
+TINY = TrainConfig(lr=0.008, max_epochs=2, min_epochs=0, batch_size=8, eval_batch_size=16, dropout=0.1, seed=0)
+
+
+class Killed(Exception):
+    """Stands in for a job killed mid-training."""
+
+
+def _history(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "history.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def _losses(run_dir: Path) -> list[tuple[str, str, str]]:
+    return [(row["train_loss"], row["val_loss"], row["lr"]) for row in _history(run_dir)]
+
+
+def test_train_model_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
+    run_dir, summary_path = tmp_path / "run", tmp_path / "summary.json"
+    summary = train_model(SPEC, tiny_dataset, run_dir, TINY, summary_path, progress=False)
+
+    on_disk = json.loads(summary_path.read_text())
+    assert on_disk["spec"] == SPEC and on_disk["label"] == "DDU-Net(3,4,Y)"
+    assert on_disk["result"]["epochs_run"] == 2
+    assert on_disk["result"]["steps"] == 2 * 4  # 32 training images, batch 8
+    assert on_disk["resumed"] is False
+    assert on_disk["train_data"]["spec"]["k"] == 3
+    assert on_disk["provenance"]["seeds"] == [0]
+    assert summary["result"] == on_disk["result"]
+    assert 1 <= on_disk["result"]["best_epoch"] <= 2
+
+    assert not (run_dir / "last.pt").exists()
+    history = _history(run_dir)
+    assert [int(row["epoch"]) for row in history] == [1, 2]
+    best_epoch = on_disk["result"]["best_epoch"]
+    assert float(history[best_epoch - 1]["val_loss"]) == pytest.approx(on_disk["result"]["best_val_loss"])
+
+    model, payload = model_from_checkpoint(run_dir / "best.pt")
+    assert isinstance(model, DDUNet) and model.features == 4 and model.communicate
+    assert not model.training
+    assert payload["spec"] == SPEC and payload["epoch"] == best_epoch
+    assert payload["model_args"]["subimage_size"] == (32, 32)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, payload["model"][name])
+    # the stored model reproduces the stored validation loss
+    trainer = Trainer(model, SPEC, payload["model_args"], TINY, tmp_path / "scratch", progress=False)
+    val = load_split("synthetic", tiny_dataset / "val.npz")
+    assert trainer.validation_loss(val) == pytest.approx(on_disk["result"]["best_val_loss"], abs=1e-6)
+
+
+def _trainer(run_dir: Path, config: TrainConfig, cls: type[Trainer] = Trainer) -> Trainer:
+    torch.manual_seed(config.seed)  # as train_model does before building the model
+    model = build_model(SPEC, in_channels=1, num_classes=3, subimage_size=(32, 32), dropout=config.dropout)
+    model_args = {"in_channels": 1, "num_classes": 3, "subimage_size": (32, 32), "dropout": config.dropout}
+    return cls(model, SPEC, model_args, config, run_dir, progress=False)
+
+
+class KilledInEpochTwo(Trainer):
+    def train_epoch(self, train):  # noqa: ANN001, ANN201
+        if self.epoch == 1:
+            raise Killed
+        return super().train_epoch(train)
+
+
+def test_resume_after_kill_gives_identical_weights(tiny_dataset: Path, tmp_path: Path) -> None:
+    config = replace(TINY, max_epochs=3)
+    train = load_split("synthetic", tiny_dataset / "train.npz")
+    val = load_split("synthetic", tiny_dataset / "val.npz")
+
+    straight = _trainer(tmp_path / "a", config)
+    result_a = straight.fit(train, val)
+    assert result_a.epochs_run == 3
+
+    torch.manual_seed(12345)  # the global RNG is in some other state when the killed job ran
+    with pytest.raises(Killed):
+        _trainer(tmp_path / "b", config, KilledInEpochTwo).fit(train, val)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1
+
+    torch.manual_seed(999)  # ... and again when the new job starts
+    resumed = _trainer(tmp_path / "b", config)
+    assert resumed.resume() is True
+    assert resumed.epoch == 1
+    result_b = resumed.fit(train, val)
+
+    assert result_b.epochs_run == 3 and result_b.steps == result_a.steps == 12
+    assert result_b.best_epoch == result_a.best_epoch
+    assert result_b.best_val_loss == result_a.best_val_loss
+    state_a, state_b = straight.model.state_dict(), resumed.model.state_dict()
+    assert state_a.keys() == state_b.keys()
+    for name in state_a:
+        assert torch.equal(state_a[name], state_b[name]), name
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
+    # the optimizer state resumed too
+    opt_a, opt_b = straight.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
+    assert all(torch.equal(opt_a[i]["exp_avg_sq"], opt_b[i]["exp_avg_sq"]) for i in opt_a)
+
+
+def test_train_model_resumes_only_its_own_run(tiny_dataset: Path, tmp_path: Path, monkeypatch) -> None:
+    config = replace(TINY, max_epochs=2)
+    train_model(SPEC, tiny_dataset, tmp_path / "a", config, tmp_path / "a.json", progress=False)
+
+    original = Trainer.train_epoch
+
+    def killed(self, train):  # noqa: ANN001, ANN202
+        if self.epoch == 1:
+            raise Killed
+        return original(self, train)
+
+    monkeypatch.setattr(Trainer, "train_epoch", killed)
+    with pytest.raises(Killed):
+        train_model(SPEC, tiny_dataset, tmp_path / "b", config, tmp_path / "b.json", progress=False)
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    assert (tmp_path / "b" / "last.pt").exists() and not (tmp_path / "b.json").exists()
+    killed_last = (tmp_path / "b" / "last.pt").read_bytes()
+
+    summary = train_model(SPEC, tiny_dataset, tmp_path / "b", config, tmp_path / "b.json", progress=False)
+    assert summary["resumed"] is True and summary["result"]["epochs_run"] == 2
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
+    best_a, best_b = load_checkpoint(tmp_path / "a" / "best.pt"), load_checkpoint(tmp_path / "b" / "best.pt")
+    for name, tensor in best_a["model"].items():
+        assert torch.equal(tensor, best_b["model"][name]), name
+
+    # a leftover last.pt of a run with other settings is not resumed
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "last.pt").write_bytes(killed_last)
+    other = replace(config, lr=0.004, max_epochs=1)
+    summary = train_model(SPEC, tiny_dataset, tmp_path / "c", other, tmp_path / "c.json", progress=False)
+    assert summary["resumed"] is False
+    assert summary["result"]["epochs_run"] == 1 and summary["result"]["steps"] == 4  # resumed: 8 steps
+    assert not (tmp_path / "c" / "last.pt").exists()
+
+
+class Linear(nn.Module):
+    """No BatchNorm: with lr = 0 its validation loss is exactly the same every epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("min_epochs, expected", [(0, 2), (2, 2), (4, 4)])
+def test_early_stopping(tiny_dataset: Path, tmp_path: Path, min_epochs: int, expected: int) -> None:
+    config = replace(TINY, lr=0.0, max_epochs=10, min_epochs=min_epochs, early_stopping_patience=1)
+    train = load_split("synthetic", tiny_dataset / "train.npz")
+    val = load_split("synthetic", tiny_dataset / "val.npz")
+    torch.manual_seed(0)
+    trainer = Trainer(Linear(), "linear", {}, config, tmp_path, progress=False)
+    result = trainer.fit(train, val)
+    assert result.epochs_run == expected
+    assert result.stopped_early is True
+    assert result.best_epoch == 1  # never improved after epoch 1
+    losses = [row["val_loss"] for row in trainer.history]
+    assert len(set(losses)) == 1
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == expected
+
+
+def test_no_early_stop_when_max_epochs_reached(tiny_dataset: Path, tmp_path: Path) -> None:
+    config = replace(TINY, lr=0.0, max_epochs=3, min_epochs=0, early_stopping_patience=5)
+    train = load_split("synthetic", tiny_dataset / "train.npz")
+    val = load_split("synthetic", tiny_dataset / "val.npz")
+    result = Trainer(Linear(), "linear", {}, config, tmp_path, progress=False).fit(train, val)
+    assert result.epochs_run == 3 and result.stopped_early is False
+
+
+def test_corrupt_checkpoint(tmp_path: Path) -> None:
+    bad = tmp_path / "best.pt"
+    bad.write_bytes(b"\x00garbage, not a torch file")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(bad)
+    assert str(bad) in str(info.value)
+    with pytest.raises(CheckpointError):
+        model_from_checkpoint(bad)
+
+
+def test_missing_checkpoint(tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "best.pt"
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(missing)
+    assert str(missing) in str(info.value)
+
+
+def test_save_and_load_checkpoint_round_trip(tmp_path: Path) -> None:
+    payload = {"epoch": 3, "weights": torch.arange(5.0)}
+    save_checkpoint(tmp_path / "x" / "c.pt", payload)
+    loaded = load_checkpoint(tmp_path / "x" / "c.pt")
+    assert loaded["epoch"] == 3 and torch.equal(loaded["weights"], torch.arange(5.0))
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["c.pt"]  # no temporary file left
