@@ -13,7 +13,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/smoke.yaml"
+# The default configuration applies only when no --configfile is given: Snakemake would otherwise merge
+# the given file into it, and keys of the smoke config could leak into another run.
+if not workflow.configfiles:
+
+    configfile: "config/smoke.yaml"
 
 
 include: "workflow/rules/common.smk"
@@ -21,6 +25,7 @@ include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/scaling.smk"
 include: "workflow/rules/publish.smk"
 
 

@@ -51,3 +51,22 @@ def train_distributed_float64(*args, **kwargs) -> dict:
     """:func:`train_distributed` with float64 models and data (for exact comparisons)."""
     torch.set_default_dtype(torch.float64)
     return train_distributed(*args, **kwargs)
+
+
+def train_with_failing_rank(fail_rank: int, fail_epoch: int, *args, **kwargs) -> dict:
+    """:func:`train_distributed`, but rank ``fail_rank`` raises a data error when epoch ``fail_epoch`` starts."""
+    import os
+
+    from ddubench.errors import DataError
+    from ddubench.training.trainer import Trainer
+
+    if int(os.environ["RANK"]) == fail_rank:
+        original = Trainer.train_epoch
+
+        def failing(self, train):
+            if self.epoch == fail_epoch:
+                raise DataError(f"rank {fail_rank}: simulated unreadable batch")
+            return original(self, train)
+
+        Trainer.train_epoch = failing
+    return train_distributed(*args, **kwargs)

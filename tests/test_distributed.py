@@ -95,3 +95,24 @@ def test_training_steps_match_single_process(tiny_dataset: Path, tmp_path: Path)
     assert spread["metadata"]["world_size"] == 3 and spread["epoch"] == single["epoch"] == 2
     for name, tensor in single["model"].items():
         torch.testing.assert_close(spread["model"][name], tensor, atol=1e-9, rtol=0, msg=name)
+
+
+def test_failing_rank_gives_clear_errors_and_intact_checkpoints(tiny_dataset: Path, tmp_path: Path) -> None:
+    from ddubench.training.checkpoint import load_checkpoint
+
+    config = dict(lr=0.01, max_epochs=4, min_epochs=0, batch_size=8, eval_batch_size=16, dropout=0.0, seed=0)
+    run_dir = tmp_path / "run"
+    results = run_ranks(3, workers.train_with_failing_rank, 1, 2, "ddunet_D3_F4_CY", str(tiny_dataset),
+                        str(run_dir), str(tmp_path / "summary.json"), config, tmp=tmp_path, timeout=120)
+    statuses = [status for status, _ in results]
+    assert statuses == ["error"] * 3, results
+    assert "simulated unreadable batch" in results[1][1]
+    for rank in (0, 2):
+        message = results[rank][1].splitlines()[0]
+        assert message.startswith("DdubenchError: rank "), message
+        assert "lost contact with another rank in epoch 3" in message and "last.pt" in message
+    last = load_checkpoint(run_dir / "last.pt")
+    assert last["epoch"] == 2
+    assert load_checkpoint(run_dir / "best.pt")["epoch"] in (1, 2)
+    assert not (tmp_path / "summary.json").exists()
+    assert not list(run_dir.glob(".*.tmp"))

@@ -87,3 +87,45 @@ def test_smoke_workflow_runs_every_rule(tmp_path: Path) -> None:
 
     rerun = snakemake("-n", "--cores", "2", cwd=work)
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
+
+
+def _dry_run_jobs(output: str, rule: str) -> list[dict[str, str]]:
+    """The resources and shell command of every `rule` job in a `snakemake -n -p` listing."""
+    jobs, current = [], None
+    for line in output.splitlines():
+        if line.startswith("rule "):
+            current = {"rule": line[5:].rstrip(":")}
+            jobs.append(current)
+        elif current is not None and line.strip().startswith("resources:"):
+            current.update(item.strip().split("=", 1) for item in line.split(":", 1)[1].split(","))
+        elif current is not None and "torch.distributed.run" in line:
+            current["shell"] = line.strip()
+    return [job for job in jobs if job["rule"] == rule]
+
+
+def test_slurm_profile_requests_gpus_nodes_and_tasks(tmp_path: Path) -> None:
+    """Dry run through the SLURM executor: what each torchrun job would ask the scheduler for."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    work = _copy_workflow(tmp_path)
+    paper = (work / "config/paper.yaml").read_text()
+    (work / "config/paper.yaml").write_text(paper.replace("  ranks: [1, 2, 4]", "  ranks: [1, 4, 8]\n  ranks_per_node: 4"))
+    result = snakemake("results/paper/scaling_cuda.csv", "-n", "-p", "--profile", "profiles/slurm",
+                       "--configfile", "config/paper.yaml", cwd=work)
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = {job["shell"].split("--nproc-per-node ")[1].split()[0] + "x" + job["nodes"]: job
+            for job in _dry_run_jobs(result.stdout, "scaling_measure")}
+    assert set(jobs) == {"1x1", "4x1", "4x2"}  # ranks per node x nodes for P = 1, 4, 8
+    assert jobs["4x1"]["gpu"] == "4" and jobs["4x1"]["tasks"] == "1" and "--standalone" in jobs["4x1"]["shell"]
+    multi = jobs["4x2"]
+    assert multi["gpu"] == "4" and multi["tasks"] == "2" and multi["cpus_per_task"] == "4"
+    assert "Shell command: srun --ntasks-per-node 1 " in multi["shell"] and "--nnodes 2" in multi["shell"]
+    assert "--rdzv-backend c10d" in multi["shell"] and "--device cuda" in multi["shell"]
+
+
+def test_configfile_replaces_the_default_config() -> None:
+    """--configfile cpu.yaml must give exactly cpu.yaml (not smoke.yaml merged with it) to every rule."""
+    result = snakemake("results/cpu/table10.csv", "-n", "-p", "--forceall", "--cores", "1",
+                       "--configfile", "config/cpu.yaml")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "table table10 --config config/cpu.yaml" in result.stdout
+    assert "smoke" not in result.stdout

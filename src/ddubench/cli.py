@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .device import resolve_device
 from .errors import DdubenchError
 
 DESCRIPTION = """\
@@ -40,6 +41,17 @@ def cmd_generate_synthetic(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def _stop_on_sigterm(rank: int) -> None:
+    """Turn the launcher's SIGTERM (sent when another rank failed) into a one-line project error."""
+    import signal
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise DdubenchError(f"rank {rank}: stopped by the launcher, most likely because another rank failed "
+                            "(see its error); finished epochs are kept and a rerun resumes from them")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from .training.run import train_model
     from .training.trainer import TrainConfig
@@ -51,11 +63,24 @@ def cmd_train(args: argparse.Namespace) -> None:
         lr_factor=args.lr_factor, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
         dropout=args.dropout, loss=args.loss, seed=args.seed,
     )
-    summary = train_model(args.model, args.data, args.run_dir, config, args.summary,
-                          device=args.device, progress=not args.no_progress)
-    result = summary["result"]
-    print(f"{summary['label']}: {result['epochs_run']} epochs, best val loss {result['best_val_loss']:.4f} "
-          f"at epoch {result['best_epoch']}")
+
+    def train(ctx=None) -> dict:
+        device = ctx.device if ctx else resolve_device(args.device)
+        return train_model(args.model, args.data, args.run_dir, config, args.summary,
+                           device=device, progress=not args.no_progress, ctx=ctx, bn=args.bn)
+
+    if args.distributed:
+        from .distributed.runtime import distributed
+
+        with distributed(device=args.device) as ctx:
+            _stop_on_sigterm(ctx.rank)
+            summary = train(ctx)
+    else:
+        summary = train()
+    if summary:
+        result = summary["result"]
+        print(f"{summary['label']}: {result['epochs_run']} epochs, best val loss {result['best_val_loss']:.4f} "
+              f"at epoch {result['best_epoch']}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -63,7 +88,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     _threads(args.threads)
     record = evaluate_checkpoint(args.checkpoint, args.data, args.out, batch_size=args.batch_size,
-                                 device=args.device, progress=not args.no_progress)
+                                 device=resolve_device(args.device), progress=not args.no_progress)
     iou = ", ".join(f"{name} {value:.4f}" for name, value in record["scores"]["iou"].items() if value is not None)
     print(f"{record['label']} on k={record['test_k']}: IoU {iou}; mIoU {record['scores']['miou']:.4f}")
 
@@ -106,6 +131,14 @@ def cmd_table(args: argparse.Namespace) -> None:
         config = load_config(args.config)
         frame = tables.table10(config["training"], config["synthetic"], config["seeds"])
         extra = {}
+    elif args.name == "scaling":
+        from .report.scaling import scaling_table
+
+        if not args.evals:
+            raise DdubenchError("scaling needs --evals: the JSON files written by `ddubench scaling`")
+        records = [r for path in args.evals for r in read_json(path)["records"]]
+        frame = scaling_table(records)
+        extra = {"inputs": list(args.evals), "method": records[0]["memory_method"]}
     else:
         if not args.evals or not args.config:
             raise DdubenchError(f"{args.name} needs --evals (the evaluation JSON files) and --config (the run's config)")
@@ -119,6 +152,13 @@ def cmd_table(args: argparse.Namespace) -> None:
 
 def cmd_figure(args: argparse.Namespace) -> None:
     from .report.figures import line_iou_heatmaps
+
+    if args.name == "scaling":
+        from .report.scaling import scaling_figure
+
+        scaling_figure(args.csv, args.out)
+        print(f"wrote {args.out}")
+        return
 
     titles = {
         "fig9": ("Journal Fig. 9: line-class IoU, trained and tested on k subimages", "k (subimages)"),
@@ -151,6 +191,36 @@ def cmd_measure(args: argparse.Namespace) -> None:
               f"{timing['images_per_s']:.1f} images/s, {torch.get_num_threads()} threads")
 
 
+def cmd_scaling(args: argparse.Namespace) -> None:
+    from .distributed.runtime import distributed
+    from .io import write_json
+    from .measure.scaling import gather_records, measure_rank
+    from .provenance import provenance, utc_now
+
+    _threads(args.threads)
+    started, clock = utc_now(), time.perf_counter()
+    with distributed(device=args.device) as ctx:
+        records = []
+        for height, width in args.resolutions:
+            records += gather_records(measure_rank(args.model, height, width, ctx, subimage_size=args.subimage_size,
+                                                   warmup=args.warmup, repeats=args.repeats))
+        if ctx.is_main:
+            write_json(args.out, {"records": records, "provenance": provenance(
+                started=started, wall_time_s=time.perf_counter() - clock, world_size=ctx.world_size,
+                method=records[0]["memory_method"], extra={"backend": ctx.backend})})
+            for r in records:
+                print(f"P={r['world_size']} rank {r['rank']} {r['height_px']}x{r['width_px']}: "
+                      f"{r['peak_mem_bytes'] / 2**20:.1f} MB, {r['time_median_s'] * 1e3:.1f} ms")
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"resolution {text!r} is not HEIGHTxWIDTH, e.g. 32x512") from None
+    return height, width
+
+
 def cmd_validate_config(args: argparse.Namespace) -> None:
     from .config import load_config
 
@@ -161,7 +231,9 @@ def cmd_validate_config(args: argparse.Namespace) -> None:
 
 def _add_runtime(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default: cpu)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda, cuda:N or auto (with --distributed: each rank uses cuda:LOCAL_RANK "
+                             "and NCCL for cuda/auto, gloo on the CPU)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs stay readable)")
 
 
@@ -204,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--loss", choices=["macro", "micro"], default="macro", help="dice reduction")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--distributed", action="store_true",
+                   help="split DDU-Net's subimages over the ranks started by torchrun "
+                        "(torchrun --nproc-per-node P -m ddubench train --distributed ...)")
+    p.add_argument("--bn", choices=["sync", "local"], default="sync",
+                   help="distributed BatchNorm statistics: over all ranks (exactly one device's training) or per rank")
     _add_runtime(p)
 
     p = add("evaluate", cmd_evaluate, "Score a checkpoint on a test split (confusion matrix -> IoU per class, mIoU).")
@@ -222,13 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime(p)
 
     p = add("table", cmd_table, "Build a results table CSV (+ .meta.json provenance sidecar).")
-    p.add_argument("name", choices=["table8", "table10", "fig9", "fig11"])
+    p.add_argument("name", choices=["table8", "table10", "fig9", "fig11", "scaling"])
     p.add_argument("--out", required=True)
     p.add_argument("--config", help="configuration file the table belongs to (recorded in the sidecar)")
     p.add_argument("--evals", nargs="*", help="evaluation JSON files (fig9, fig11)")
 
     p = add("figure", cmd_figure, "Draw a figure PDF from its results CSV.")
-    p.add_argument("name", choices=["fig9", "fig11"])
+    p.add_argument("name", choices=["fig9", "fig11", "scaling"])
     p.add_argument("--csv", required=True)
     p.add_argument("--out", required=True)
 
@@ -241,6 +318,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--threads", type=int, default=None)
+
+    p = add("scaling", cmd_scaling,
+            "Per-rank inference peak memory and time of a DDU-Net split over the ranks of torchrun "
+            "(torchrun --standalone --nproc-per-node P -m ddubench scaling ...; gloo on CPU, NCCL on GPUs).")
+    p.add_argument("--model", required=True, help="DDU-Net spec, e.g. ddunet_D3_F16_CY")
+    p.add_argument("--resolutions", type=_resolution, nargs="+", required=True, help="HEIGHTxWIDTH images")
+    p.add_argument("--subimage-size", type=int, default=32)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", required=True, help="JSON with every rank's record (written by rank 0)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per rank")
+    p.add_argument("--device", default="cpu", help="cpu (gloo) or cuda/auto (NCCL, cuda:LOCAL_RANK)")
 
     p = add("validate-config", cmd_validate_config, "Check configuration files against the schema.")
     p.add_argument("configs", nargs="+")

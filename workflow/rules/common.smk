@@ -1,5 +1,6 @@
 """Helpers shared by the rules: configuration per run, model grids and output paths."""
 
+import os
 import sys
 from functools import cache
 
@@ -9,7 +10,7 @@ from ddubench.models import ModelSpec
 
 # Every rule runs the package CLI with the interpreter Snakemake itself runs in (the project's venv).
 DDUBENCH = f"{sys.executable} -m ddubench"
-CONFIG_FILE = workflow.configfiles[-1] if workflow.configfiles else "config/smoke.yaml"
+CONFIG_FILE = os.path.relpath(workflow.configfiles[-1]) if workflow.configfiles else "config/smoke.yaml"
 
 
 def _fail(message):
@@ -135,17 +136,22 @@ TABLES = ["table8", "table10", "fig9_heatmap", "fig11_generalization", "fig8_pre
 FIGURES = ["fig9_heatmap", "fig11_generalization", "fig8_predictions"]
 
 
+def run_outputs(run):
+    """Names of the tables and figures of one run (the scaling benchmark is named after its device)."""
+    scaling = f"scaling_{run_config(run)['scaling']['device']}"
+    return TABLES + [scaling], FIGURES + [scaling]
+
+
 def run_targets(run):
     """Every table (with its sidecar) and figure of one run."""
-    return (
-        [f"results/{run}/{name}.csv" for name in TABLES]
-        + [f"figures/{run}/{name}.pdf" for name in FIGURES]
-    )
+    tables, figures = run_outputs(run)
+    return [f"results/{run}/{name}.csv" for name in tables] + [f"figures/{run}/{name}.pdf" for name in figures]
 
 
 def published_targets():
     """The committed top-level tables and figures."""
-    return [f"results/{name}.csv" for name in TABLES] + [f"figures/{name}.pdf" for name in FIGURES]
+    tables, figures = run_outputs(config["publish_from"])
+    return [f"results/{name}.csv" for name in tables] + [f"figures/{name}.pdf" for name in figures]
 
 
 def default_targets():

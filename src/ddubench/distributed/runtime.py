@@ -82,6 +82,16 @@ def distributed(device: str = "auto", timeout_s: float = 600.0) -> Iterator[Dist
         shutdown()
 
 
+def is_collective_failure(err: BaseException) -> bool:
+    """Whether ``err`` is a collective that failed because a peer rank died or timed out."""
+    if isinstance(err, dist.DistError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and any(
+        marker in text for marker in ("Connection closed by peer", "gloo", "NCCL", "Timed out", "timed out")
+    )
+
+
 def owned_subimages(num_subimages: int, ctx: DistContext) -> slice:
     """The contiguous block of subimage indices (row-major) that rank ``ctx.rank`` owns."""
     if num_subimages % ctx.world_size:

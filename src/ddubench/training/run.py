@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from ..data.registry import load_split
-from ..distributed.runtime import DistContext
-from ..errors import ModelSpecError
+from ..distributed.runtime import DistContext, is_collective_failure
+from ..errors import DdubenchError, ModelSpecError
 from ..io import read_json, write_json
 from ..models import ModelSpec, build_model
 from ..provenance import provenance, utc_now
@@ -90,7 +90,16 @@ def train_model(
                       metadata={"train_data": train_data, "world_size": ctx.world_size if ctx else 1, "bn": bn},
                       parallel=parallel)
     resumed = _resumable(trainer.last_path, spec, model_args, config) and trainer.resume()
-    result = trainer.fit(train, val)
+    try:
+        result = trainer.fit(train, val)
+    except RuntimeError as err:
+        if ctx is None or not is_collective_failure(err):
+            raise
+        raise DdubenchError(
+            f"rank {ctx.rank} of {ctx.world_size}: lost contact with another rank in epoch {trainer.epoch + 1} "
+            f"({str(err).splitlines()[0][:160]}); the failing rank's own error says why; the "
+            f"{trainer.epoch} finished epochs are safe in {trainer.last_path} and rerunning resumes from there"
+        ) from None
     trainer.parallel.barrier()
     if not trainer.parallel.is_main:
         return {}

@@ -1,0 +1,84 @@
+"""Per-rank inference memory and time of DDU-Net split over P ranks (journal Table 7's columns).
+
+Every rank builds the same randomly initialised DDU-Net (no training needed for memory and time), makes
+only its own subimages of one image (batch 1, as a memory-frugal loader would), and runs the distributed
+forward pass in inference mode: warm-up passes first, then timed repeats between barriers (and CUDA
+synchronisation), and one pass under the peak-memory probe of :mod:`ddubench.measure.memory`. Rank 0
+gathers every rank's numbers.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from ..distributed.ddunet import DistributedDDUNet
+from ..distributed.runtime import DistContext
+from ..models import DDUNet, ModelSpec, build_model
+from .memory import peak_memory
+
+
+def _synchronize(ctx: DistContext) -> None:
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+    dist.barrier()
+
+
+def measure_rank(
+    spec: str, height: int, width: int, ctx: DistContext, in_channels: int = 1, num_classes: int = 3,
+    subimage_size: int = 32, warmup: int = 2, repeats: int = 5, seed: int = 0,
+) -> dict[str, Any]:
+    """This rank's peak inference memory and the forward times for one (height x width) image."""
+    torch.manual_seed(seed)
+    model = build_model(spec, in_channels=in_channels, num_classes=num_classes,
+                        subimage_size=(subimage_size, subimage_size))
+    if not isinstance(model, DDUNet):
+        raise TypeError(f"{spec} is not a DDU-Net; only DDU-Nets split across ranks")
+    model = DistributedDDUNet(model.to(ctx.device), ctx).eval()
+    grid = model.grid(height, width)
+    n_local = grid[0] * grid[1] // ctx.world_size
+    tiles = torch.rand(n_local, in_channels, subimage_size, subimage_size, device=ctx.device)
+
+    def forward() -> torch.Tensor:
+        with torch.inference_mode():
+            return model.forward_local(tiles, 1, grid)
+
+    memory = peak_memory(forward, ctx.device)
+    for _ in range(warmup):
+        forward()
+    times = []
+    for _ in range(repeats):
+        _synchronize(ctx)
+        start = time.perf_counter()
+        forward()
+        _synchronize(ctx)
+        times.append(time.perf_counter() - start)
+    quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else times * 3
+    return {
+        "rank": ctx.rank,
+        "world_size": ctx.world_size,
+        "spec": str(ModelSpec.parse(spec)),
+        "height_px": height,
+        "width_px": width,
+        "subimages_per_rank": n_local,
+        "peak_mem_bytes": memory["peak_bytes"],
+        "memory_method": memory["method"],
+        "time_median_s": statistics.median(times),
+        "time_q1_s": quartiles[0],
+        "time_q3_s": quartiles[2],
+        "repeats": repeats,
+        "warmup": warmup,
+        "device": str(ctx.device),
+        "backend": ctx.backend,
+    }
+
+
+def gather_records(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every rank's record, on every rank, in rank order."""
+    records: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(records, record)
+    return records

@@ -1,0 +1,66 @@
+"""The scaling benchmark's table and figure: per-rank peak memory and time against the number of ranks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from .figures import save_pdf
+
+# Journal Table 7, ResNet18 DDU-Net on a 2048x2048 image (1 GPU vs 2x2 subimages on 4 GPUs).
+PAPER_TABLE7_RESNET18 = {1: {"peak_mem_mb": 2742, "time_s": 0.0857}, 4: {"peak_mem_mb": 739, "time_s": 0.0463}}
+
+
+def scaling_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (model, resolution, ranks): the largest per-rank peak, its ratio to one rank, time."""
+    frame = pd.DataFrame(records)
+    keys = ["spec", "height_px", "width_px", "world_size"]
+    rows = frame.groupby(keys).agg(
+        peak_mem_mb_max_rank=("peak_mem_bytes", lambda b: b.max() / 2**20),
+        peak_mem_mb_min_rank=("peak_mem_bytes", lambda b: b.min() / 2**20),
+        time_median_s=("time_median_s", "max"),
+        time_q1_s=("time_q1_s", "max"),
+        time_q3_s=("time_q3_s", "max"),
+        subimages_per_rank=("subimages_per_rank", "first"),
+        memory_method=("memory_method", "first"),
+        device=("device", "first"),
+        backend=("backend", "first"),
+        repeats=("repeats", "first"),
+    ).reset_index().rename(columns={"world_size": "P"})
+    single = rows[rows["P"] == 1].set_index(["spec", "height_px", "width_px"])["peak_mem_mb_max_rank"]
+    base = rows.set_index(["spec", "height_px", "width_px"]).index.map(single.get)
+    rows["mem_ratio_vs_1_rank"] = rows["peak_mem_mb_max_rank"].to_numpy() / pd.Series(base, dtype=float).to_numpy()
+    rows["ideal_ratio"] = 1 / rows["P"]
+    rows["ratio_over_ideal"] = rows["mem_ratio_vs_1_rank"] / rows["ideal_ratio"]
+    rows["note"] = ("random weights, batch 1, inference mode; time = slowest rank between barriers; "
+                    "peak memory = largest rank")
+    return rows.sort_values(["spec", "height_px", "width_px", "P"]).reset_index(drop=True)
+
+
+def scaling_figure(csv: str | Path, out: str | Path) -> None:
+    """Per-rank peak memory (with the ideal 1/P) and time per image against the number of ranks."""
+    frame = pd.read_csv(csv)
+    frame["image"] = frame["spec"] + " " + frame["height_px"].astype(str) + "x" + frame["width_px"].astype(str)
+    sns.set_theme(style="whitegrid", font_scale=0.8)
+    fig, (mem_ax, time_ax) = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    for image, group in frame.groupby("image", sort=False):
+        line, = mem_ax.plot(group["P"], group["peak_mem_mb_max_rank"], marker="o", label=image)
+        first = group["peak_mem_mb_max_rank"].iloc[0] * group["P"].iloc[0]
+        mem_ax.plot(group["P"], first / group["P"], linestyle=":", color=line.get_color())
+        time_ax.errorbar(group["P"], group["time_median_s"],
+                         yerr=[group["time_median_s"] - group["time_q1_s"], group["time_q3_s"] - group["time_median_s"]],
+                         marker="o", capsize=3, color=line.get_color(), label=image)
+    for ax, label in ((mem_ax, "peak memory per rank (MB); dotted: ideal 1/P"), (time_ax, "inference time per image (s)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(sorted(frame["P"].unique()), labels=[str(p) for p in sorted(frame["P"].unique())])
+        ax.set_xlabel("ranks P")
+        ax.set_ylabel(label)
+    time_ax.legend(fontsize=6)
+    fig.suptitle(f"DDU-Net split over P ranks ({frame['device'].iloc[0]}, {frame['memory_method'].iloc[0]})",
+                 fontsize=8)
+    save_pdf(fig, out)
