@@ -70,3 +70,11 @@ def train_with_failing_rank(fail_rank: int, fail_epoch: int, *args, **kwargs) ->
 
         Trainer.train_epoch = failing
     return train_distributed(*args, **kwargs)
+
+
+def scaling_records(spec: str, height: int, width: int) -> list[dict]:
+    """Every rank's scaling-benchmark record for one image size."""
+    from ddubench.measure.scaling import gather_records, measure_rank
+
+    with distributed(device="cpu") as ctx:
+        return gather_records(measure_rank(spec, height, width, ctx, warmup=0, repeats=2))

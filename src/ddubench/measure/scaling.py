@@ -47,7 +47,7 @@ def measure_rank(
         with torch.inference_mode():
             return model.forward_local(tiles, 1, grid)
 
-    memory = peak_memory(forward, ctx.device)
+    memory = peak_memory(forward, ctx.device, external=[model, tiles])
     for _ in range(warmup):
         forward()
     times = []
