@@ -209,3 +209,43 @@ def test_save_and_load_checkpoint_round_trip(tmp_path: Path) -> None:
     loaded = load_checkpoint(tmp_path / "x" / "c.pt")
     assert loaded["epoch"] == 3 and torch.equal(loaded["weights"], torch.arange(5.0))
     assert [p.name for p in (tmp_path / "x").iterdir()] == ["c.pt"]  # no temporary file left
+
+
+def test_resume_restores_a_lost_best_checkpoint(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Snakemake deletes an interrupted job's outputs (best.pt) but keeps last.pt: resuming rebuilds best.pt."""
+    from ddubench.training.checkpoint import load_checkpoint
+    from ddubench.training.run import train_model
+    from ddubench.training.trainer import TrainConfig, Trainer
+
+    class Killed(Exception):
+        pass
+
+    config = TrainConfig(lr=0.01, max_epochs=3, min_epochs=0, batch_size=8, eval_batch_size=16, seed=1)
+    run_dir = tmp_path / "run"
+    original = Trainer.train_epoch
+
+    def killed_in_epoch_3(self, train):
+        if self.epoch == 2:
+            raise Killed
+        return original(self, train)
+
+    Trainer.train_epoch = killed_in_epoch_3
+    try:
+        with pytest.raises(Killed):
+            train_model("ddunet_D3_F4_CY", tiny_dataset, run_dir, config, tmp_path / "s.json", progress=False)
+    finally:
+        Trainer.train_epoch = original
+    last = load_checkpoint(run_dir / "last.pt")
+    assert last["epoch"] == 2 and last["best_model"] is not None
+    (run_dir / "best.pt").unlink()
+
+    # epoch 3 must not improve, so best.pt can only come from the restoration
+    monkeypatch.setattr(Trainer, "validation_loss", lambda self, val: float("inf"))
+    summary = train_model("ddunet_D3_F4_CY", tiny_dataset, run_dir, config, tmp_path / "s.json", progress=False)
+    assert summary["resumed"] and summary["result"]["epochs_run"] == 3
+    best = load_checkpoint(run_dir / "best.pt")
+    assert best["epoch"] == summary["result"]["best_epoch"] == last["best_epoch"] <= 2
+    for name, tensor in last["best_model"].items():
+        assert torch.equal(best["model"][name], tensor), name

@@ -10,7 +10,6 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from .device import resolve_device
 from .errors import DdubenchError
@@ -115,6 +114,28 @@ def _write_table(frame, out: str, config_file: str | None, started: str, clock: 
     print(f"wrote {out}")
 
 
+ANALYSIS_TABLES = ("table4", "table5", "fig7")
+
+
+def _analysis_table(args: argparse.Namespace) -> tuple[object, dict]:
+    """Journal Tables 4 and 5 (from the modules) and Fig. 7 (measured on --device, sweep from --config)."""
+    from .config import load_config
+    from .report import rf_memory
+
+    if args.name == "table4":
+        return rf_memory.table4(), {"method": rf_memory.TABLE4_METHOD}
+    if args.name == "table5":
+        return rf_memory.table5(), {"method": rf_memory.TABLE5_METHOD}
+    if not args.config:
+        raise DdubenchError("fig7 needs --config: the configuration whose fig7.resolutions are measured")
+    _threads(args.threads)
+    sweep = load_config(args.config)["fig7"]
+    device = resolve_device(args.device or sweep["device"])
+    frame, method = rf_memory.fig7_memory(sweep["resolutions"], device, sweep["max_memory_mb"])
+    return frame, {"method": f"measured: {method}; predicted: ddubench.analysis.memory_model",
+                   "extra": {"setup": rf_memory.FIG7_SETUP}}
+
+
 def cmd_table(args: argparse.Namespace) -> None:
     from .config import load_config
     from .io import read_json
@@ -122,7 +143,9 @@ def cmd_table(args: argparse.Namespace) -> None:
     from .report import paper, tables
 
     started, clock = utc_now(), time.perf_counter()
-    if args.name == "table8":
+    if args.name in ANALYSIS_TABLES:
+        frame, extra = _analysis_table(args)
+    elif args.name == "table8":
         frame = tables.table8()
         extra = {"method": "parameters counted on the ddubench modules (torch numel, BN buffers excluded)"}
     elif args.name == "table10":
@@ -153,6 +176,12 @@ def cmd_table(args: argparse.Namespace) -> None:
 def cmd_figure(args: argparse.Namespace) -> None:
     from .report.figures import line_iou_heatmaps
 
+    if args.name == "fig7":
+        from .report.rf_memory import fig7_figure
+
+        fig7_figure(args.csv, args.out)
+        print(f"wrote {args.out}")
+        return
     if args.name == "scaling":
         from .report.scaling import scaling_figure
 
@@ -219,6 +248,29 @@ def _resolution(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"resolution {text!r} is not HEIGHTxWIDTH, e.g. 32x512") from None
     return height, width
+
+
+def cmd_receptive_field(args: argparse.Namespace) -> None:
+    from .analysis.receptive_field import receptive_field
+    from .models import DDUNet, ModelSpec, build_model
+
+    spec = ModelSpec.parse(args.model)
+    size = args.subimage_size
+    model = build_model(spec, in_channels=1, num_classes=3, subimage_size=(size, size))
+    rf = receptive_field(model)
+
+    def px(value: tuple[int, int]) -> str:
+        return f"{value[0]} x {value[1]} px"
+
+    print(f"{spec.label} ({spec}): receptive field of one output pixel, in input pixels (height x width)")
+    print(f"  paper's convention (backward recurrence, ceil(r/2) at 2x2 transposed convs): {px(rf.backward)}")
+    print(f"  textbook forward formula (r += (k - 1) * jump):                              {px(rf.forward)}")
+    print(f"  exact extent over output positions:                                          "
+          f"{px(rf.exact_min)} to {px(rf.exact_max)}")
+    if isinstance(model, DDUNet):
+        reach = ("on finite subimages the coarse network still reaches across them"
+                 if model.coarse is not None and model.communicate else f"capped at {size} px on {size} px subimages")
+        print(f"  for one infinitely large subimage (the paper's upper bound); {reach}")
 
 
 def cmd_validate_config(args: argparse.Namespace) -> None:
@@ -299,13 +351,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime(p)
 
     p = add("table", cmd_table, "Build a results table CSV (+ .meta.json provenance sidecar).")
-    p.add_argument("name", choices=["table8", "table10", "fig9", "fig11", "scaling"])
+    p.add_argument("name", choices=["table8", "table10", "fig9", "fig11", "scaling", *ANALYSIS_TABLES])
     p.add_argument("--out", required=True)
     p.add_argument("--config", help="configuration file the table belongs to (recorded in the sidecar)")
     p.add_argument("--evals", nargs="*", help="evaluation JSON files (fig9, fig11)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads for measurements (fig7)")
+    p.add_argument("--device", help="device fig7 measures (cpu, cuda, cuda:N, auto; default: the config's fig7.device)")
 
     p = add("figure", cmd_figure, "Draw a figure PDF from its results CSV.")
-    p.add_argument("name", choices=["fig9", "fig11", "scaling"])
+    p.add_argument("name", choices=["fig9", "fig11", "scaling", "fig7"])
     p.add_argument("--csv", required=True)
     p.add_argument("--out", required=True)
 
@@ -330,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="JSON with every rank's record (written by rank 0)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per rank")
     p.add_argument("--device", default="cpu", help="cpu (gloo) or cuda/auto (NCCL, cuda:LOCAL_RANK)")
+
+    p = add("receptive-field", cmd_receptive_field,
+            "Receptive field of one output pixel: the paper's convention, the textbook formula, the exact range.")
+    p.add_argument("model", metavar="MODEL-SPEC", help="model spec, e.g. unet_D3 or ddunet_D3_F16_CY")
+    p.add_argument("--subimage-size", type=int, default=32, help="subimage side subimage models are built with")
 
     p = add("validate-config", cmd_validate_config, "Check configuration files against the schema.")
     p.add_argument("configs", nargs="+")

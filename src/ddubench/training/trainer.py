@@ -119,6 +119,7 @@ class Trainer:
         self.train_time_s = 0.0
         self.steps = 0
         self.metadata = metadata or {}
+        self.best_state: dict[str, torch.Tensor] | None = None
 
     @property
     def last_path(self) -> Path:
@@ -148,7 +149,11 @@ class Trainer:
         }
 
     def resume(self) -> bool:
-        """Continue from ``last.pt`` if it exists; returns whether it did."""
+        """Continue from ``last.pt`` if it exists; returns whether it did.
+
+        ``last.pt`` also carries the best model so far, so ``best.pt`` is restored if it was lost (a
+        workflow manager removes the outputs of an interrupted job before rerunning it).
+        """
         if not self.last_path.exists():
             return False
         state = load_checkpoint(self.last_path)
@@ -159,6 +164,10 @@ class Trainer:
             setattr(self, key, state[key])
         torch.set_rng_state(state["rng"]["torch"])
         self.shuffle.set_state(state["rng"]["shuffle"])
+        self.best_state = state["best_model"]
+        if self.parallel.is_main and self.best_state is not None and not self.best_path.exists():
+            best = {key: value for key, value in state.items() if key != "best_model"}
+            save_checkpoint(self.best_path, {**best, "model": self.best_state, "epoch": self.best_epoch})
         return True
 
     def train_epoch(self, train: SegmentationSplit) -> float:
@@ -242,7 +251,8 @@ class Trainer:
                 payload = self._payload()
                 if improved:
                     save_checkpoint(self.best_path, payload)
-                save_checkpoint(self.last_path, payload)
+                    self.best_state = {key: value.detach().cpu().clone() for key, value in payload["model"].items()}
+                save_checkpoint(self.last_path, {**payload, "best_model": self.best_state})
                 self._write_history()
             self.parallel.barrier()
             if self.progress:
