@@ -242,6 +242,14 @@ def cmd_scaling(args: argparse.Namespace) -> None:
                       f"{r['peak_mem_bytes'] / 2**20:.1f} MB, {r['time_median_s'] * 1e3:.1f} ms")
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    from .report.compare import markdown
+
+    for csv in args.csvs:
+        print(markdown(csv))
+        print()
+
+
 def _resolution(text: str) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in text.lower().split("x"))
@@ -389,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Receptive field of one output pixel: the paper's convention, the textbook formula, the exact range.")
     p.add_argument("model", metavar="MODEL-SPEC", help="model spec, e.g. unet_D3 or ddunet_D3_F16_CY")
     p.add_argument("--subimage-size", type=int, default=32, help="subimage side subimage models are built with")
+
+    p = add("compare", cmd_compare, "Compare a Fig. 9/11 results CSV with the paper (Markdown summary).")
+    p.add_argument("csvs", nargs="+", help="e.g. results/fig9_heatmap.csv results/fig11_generalization.csv")
 
     p = add("validate-config", cmd_validate_config, "Check configuration files against the schema.")
     p.add_argument("configs", nargs="+")
