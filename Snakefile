@@ -24,8 +24,10 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/deepglobe.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/scaling.smk"
+include: "workflow/rules/analysis.smk"
 include: "workflow/rules/publish.smk"
 
 

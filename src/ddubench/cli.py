@@ -21,7 +21,8 @@ root calls these subcommands; you can also call them by hand.
 
 Model specs name a registered model and its hyperparameters: unet_D3 = U-Net(3);
 ddunet_D3_F16_CY = DDU-Net(D=3, F=16, C=Y); ddunet_D3_F16_CN has the coarse network applied per
-subimage; add _W8 for base width 8.
+subimage; add _W8 for base width 8. resnetddunet_R18_F256_CY = DDU-Net(4, 256, Y) with a frozen
+ResNet18 encoder (R50: ResNet50), the DeepGlobe model of journal Table 9.
 """
 
 
@@ -38,6 +39,33 @@ def cmd_generate_synthetic(args: argparse.Namespace) -> None:
     spec = SyntheticSpec(k=args.k, rule=args.rule, subimage_size=args.subimage_size, seed=args.seed)
     write_dataset(spec, {"train": args.train, "val": args.val, "test": args.test}, args.out)
     print(f"wrote {args.out}")
+
+
+def cmd_deepglobe_fake(args: argparse.Namespace) -> None:
+    from .data.fake_deepglobe import write_fake_deepglobe
+
+    write_fake_deepglobe(args.out, args.images, args.size, args.seed)
+    print(f"wrote {args.images} fake DeepGlobe-format tiles ({args.size}x{args.size}) to {args.out}/train")
+
+
+def cmd_deepglobe_prepare(args: argparse.Namespace) -> None:
+    from .data.deepglobe import SPLITS, PrepareSpec, prepare
+
+    spec = PrepareSpec(train=args.train, val=args.val, test=args.test, split_seed=args.split_seed,
+                       crop_train=args.crop_train, crop_test=args.crop_test, subimage=args.subimage)
+    manifest = prepare(args.root, args.out, spec, progress=not args.no_progress)
+    crops = ", ".join(f"{split} {len(manifest['splits'][split]['crops'])}" for split in SPLITS)
+    print(f"wrote {args.out}: crops {crops}")
+
+
+def _count_or_fraction(text: str) -> int | float:
+    """A split size: an image count (integer) or a fraction (decimal)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    raise argparse.ArgumentTypeError(f"{text!r} is neither an image count nor a fraction")
 
 
 def _stop_on_sigterm(rank: int) -> None:
@@ -136,6 +164,25 @@ def _analysis_table(args: argparse.Namespace) -> tuple[object, dict]:
                    "extra": {"setup": rf_memory.FIG7_SETUP}}
 
 
+DEEPGLOBE_TABLES = ("table3", "table9")
+
+
+def _deepglobe_table(args: argparse.Namespace) -> tuple[object, dict]:
+    """Journal Table 3 (class pixels of the prepared data in --data) and Table 9 (from the modules)."""
+    from pathlib import Path
+
+    from .report import deepglobe_tables
+
+    if args.name == "table9":
+        return deepglobe_tables.table9(), {"method": "parameters counted on the ddubench ResNet DDU-Net modules "
+                                           "(torch numel, BN buffers excluded); feature-map sizes from a shape-only "
+                                           "(meta-device) forward pass of one 256x256 subimage"}
+    if not args.data:
+        raise DdubenchError("table3 needs --data: the prepared DeepGlobe folder (with manifest.json)")
+    return deepglobe_tables.table3(args.data), {"inputs": [str(Path(args.data) / "manifest.json")],
+                                                "extra": {"data": deepglobe_tables.data_record(args.data)}}
+
+
 def cmd_table(args: argparse.Namespace) -> None:
     from .config import load_config
     from .io import read_json
@@ -145,6 +192,8 @@ def cmd_table(args: argparse.Namespace) -> None:
     started, clock = utc_now(), time.perf_counter()
     if args.name in ANALYSIS_TABLES:
         frame, extra = _analysis_table(args)
+    elif args.name in DEEPGLOBE_TABLES:
+        frame, extra = _deepglobe_table(args)
     elif args.name == "table8":
         frame = tables.table8()
         extra = {"method": "parameters counted on the ddubench modules (torch numel, BN buffers excluded)"}
@@ -320,9 +369,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory")
 
+    p = add("deepglobe-fake", cmd_deepglobe_fake,
+            "Write generated DeepGlobe-format tiles (<out>/train/<id>_sat.jpg + <id>_mask.png); NOT DeepGlobe data.")
+    p.add_argument("--out", required=True, help="root folder of the fake tiles")
+    p.add_argument("--images", type=int, default=8)
+    p.add_argument("--size", type=int, default=2448, help="tile side in pixels (DeepGlobe: 2448)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("deepglobe-prepare", cmd_deepglobe_prepare,
+            "Split DeepGlobe tiles (Kaggle or torchgeo layout) and cache class-id crops with a manifest.")
+    p.add_argument("--root", required=True, help="folder holding train/ (Kaggle) or data/training_data/ (torchgeo)")
+    p.add_argument("--out", required=True, help="output folder: {train,val,test}/{images,masks}.npy, manifest, split")
+    for split, default in (("train", "0.7"), ("val", "0.15"), ("test", "0.15")):
+        p.add_argument(f"--{split}", type=_count_or_fraction, default=_count_or_fraction(default),
+                       help=f"{split} images: a fraction (all three sum to 1) or a count")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--crop-train", type=int, default=1024, help="side of the training crops (grid from the top-left)")
+    p.add_argument("--crop-test", type=int, default=2048, help="side of the one top-left val/test crop")
+    p.add_argument("--subimage", type=int, default=256, help="subimage side DDU-Net models use on these crops")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     p = add("train", cmd_train, "Train one model on a dataset directory (train.npz, val.npz); resumable.")
     p.add_argument("--model", required=True, help="model spec, e.g. ddunet_D3_F16_CY or unet_D3")
-    p.add_argument("--data", required=True, help="dataset directory with train.npz, val.npz, manifest.json")
+    p.add_argument("--data", required=True, help="dataset directory with train.npz, val.npz, manifest.json "
+                   "(or a prepared DeepGlobe folder with train/, val/, manifest.json)")
     p.add_argument("--run-dir", required=True, help="directory for best.pt, last.pt (resume) and history.csv")
     p.add_argument("--summary", required=True, help="where to write the training summary JSON")
     p.add_argument("--lr", type=float, default=0.008)
@@ -345,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("evaluate", cmd_evaluate, "Score a checkpoint on a test split (confusion matrix -> IoU per class, mIoU).")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", required=True, help="test split file, e.g. data/.../k6/test.npz")
+    p.add_argument("--data", required=True, help="test split, e.g. data/.../k6/test.npz or data/.../deepglobe/test")
     p.add_argument("--out", required=True, help="evaluation JSON to write")
     p.add_argument("--batch-size", type=int, default=64)
     _add_runtime(p)
@@ -359,7 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime(p)
 
     p = add("table", cmd_table, "Build a results table CSV (+ .meta.json provenance sidecar).")
-    p.add_argument("name", choices=["table8", "table10", "fig9", "fig11", "scaling", *ANALYSIS_TABLES])
+    p.add_argument("name", choices=["table8", "table10", "fig9", "fig11", "scaling", *ANALYSIS_TABLES,
+                                    *DEEPGLOBE_TABLES])
+    p.add_argument("--data", help="prepared DeepGlobe folder with manifest.json (table3)")
     p.add_argument("--out", required=True)
     p.add_argument("--config", help="configuration file the table belongs to (recorded in the sidecar)")
     p.add_argument("--evals", nargs="*", help="evaluation JSON files (fig9, fig11)")

@@ -132,8 +132,9 @@ def run_config_file(wildcards):
     return config_file(wildcards.run)
 
 
-TABLES = ["table8", "table10", "fig9_heatmap", "fig11_generalization", "fig8_predictions"]
-FIGURES = ["fig9_heatmap", "fig11_generalization", "fig8_predictions"]
+TABLES = ["table8", "table10", "fig9_heatmap", "fig11_generalization", "fig8_predictions", "table4", "table5",
+          "fig7_memory", "table3", "table9"]
+FIGURES = ["fig9_heatmap", "fig11_generalization", "fig8_predictions", "fig7_memory"]
 
 
 def run_outputs(run):

@@ -15,10 +15,10 @@ some bottleneck channels takes the union of its operands' paths. Every path is t
 - ``forward`` (the textbook formula): r += (k - 1) * dilation * jump, jump *= stride; a transposed conv
   or upsampling divides the jump. U-Net: 44, 96, 200; DDU-Net: 92, 192, 392.
 - ``exact``: the interval of input pixels one output pixel at a given position depends on (backward
-  interval propagation, union over paths). It varies with the position modulo the total upsampling;
-  its smallest value equals ``backward`` and is reached by pixels aligned with the pooling grid, such as
-  the centre pixel of an image whose half side is a multiple of 2^D. It is what
-  :func:`empirical_receptive_field` measures.
+  interval propagation, union over paths). It varies with the position modulo the total upsampling.
+  For our U-Nets and DDU-Nets its smallest value equals ``backward`` and belongs to pixels aligned with
+  the pooling grid, such as the centre pixel of an image whose half side is a multiple of 2^D; the
+  largest is 100 / 204 px for U-Net(3 / 4). It is what :func:`empirical_receptive_field` measures.
 
 The receptive field of a model is the maximum over its paths (the deepest path wins); the input is taken
 as infinitely large (for DDU-Net: one infinitely large subimage, as in the paper). New module types
@@ -199,7 +199,6 @@ def _resize(module: nn.Upsample, axis: int) -> Resize:
                 nn.Dropout, nn.Dropout2d, nn.Identity)
 def _pointwise(module: nn.Module, axis: int) -> None:
     """Per-pixel layers (BatchNorm in eval mode) leave the receptive field unchanged."""
-    return None
 
 
 @register_block(nn.Sequential)
@@ -337,14 +336,14 @@ def empirical_receptive_field(
     in_channels: int | None = None,
 ) -> tuple[int, int]:
     """Height and width of the bounding box of input pixels whose gradient is non-zero when backpropagating
-    from output pixel ``position`` (default: the centre) of a gradient-probe copy of ``model``."""
+    from output pixel ``position`` (default: the output's centre) of a gradient-probe copy of ``model``."""
     height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
-    row, col = position if position is not None else (height // 2, width // 2)
     if in_channels is None:
         in_channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
-    probe = _gradient_probe(model)
     image = torch.ones(1, in_channels, height, width, dtype=torch.float64, requires_grad=True)
-    probe(image)[0, :, row, col].sum().backward()
+    output = _gradient_probe(model)(image)
+    row, col = position if position is not None else (output.shape[-2] // 2, output.shape[-1] // 2)
+    output[0, :, row, col].sum().backward()
     hit = image.grad[0].abs().sum(dim=0) > 0
     rows, cols = hit.any(dim=1).nonzero(), hit.any(dim=0).nonzero()
     if 0 in (rows[0].item(), cols[0].item()) or rows[-1].item() == height - 1 or cols[-1].item() == width - 1:

@@ -18,11 +18,14 @@ def confusion_matrix_metric(num_classes: int, ignore_index: int | None = None) -
     return MulticlassConfusionMatrix(num_classes=num_classes, ignore_index=ignore_index)
 
 
-def scores_from_confusion(confusion: torch.Tensor, class_names: tuple[str, ...] | list[str]) -> dict[str, Any]:
+def scores_from_confusion(
+    confusion: torch.Tensor, class_names: tuple[str, ...] | list[str], ignore_index: int | None = None
+) -> dict[str, Any]:
     """Per-class IoU/precision/recall, mean IoU and pixel accuracy from a (C, C) confusion matrix.
 
     A class absent from both ground truth and predictions has an undefined IoU (None) and is left out
-    of the mean.
+    of the mean. The ``ignore_index`` class (DeepGlobe's unknown) has no ground-truth pixels in the
+    matrix and no scores; pixels of other classes predicted as it count as errors of their true class.
     """
     cm = confusion.to(torch.float64)
     tp = cm.diag()
@@ -32,14 +35,16 @@ def scores_from_confusion(confusion: torch.Tensor, class_names: tuple[str, ...] 
     def ratio(num: torch.Tensor, den: torch.Tensor) -> list[float | None]:
         return [None if d == 0 else float(n / d) for n, d in zip(num, den)]
 
-    iou = ratio(tp, union)
+    iou, precision, recall = ratio(tp, union), ratio(tp, pred_count), ratio(tp, true_count)
+    if ignore_index is not None:
+        iou[ignore_index] = precision[ignore_index] = recall[ignore_index] = None
     defined = [v for v in iou if v is not None]
     total = float(cm.sum())
     return {
         "classes": list(class_names),
         "iou": dict(zip(class_names, iou)),
-        "precision": dict(zip(class_names, ratio(tp, pred_count))),
-        "recall": dict(zip(class_names, ratio(tp, true_count))),
+        "precision": dict(zip(class_names, precision)),
+        "recall": dict(zip(class_names, recall)),
         "miou": sum(defined) / len(defined) if defined else None,
         "pixel_accuracy": float(tp.sum()) / total if total else None,
         "confusion_matrix": confusion.to(torch.int64).tolist(),

@@ -30,4 +30,4 @@ def evaluate(
     for images, masks in tqdm(split.batches(batch_size), total=-(-len(split) // batch_size),
                               desc="evaluate", unit="batch", disable=not progress, leave=False):
         metric.update(model(images.to(device)).argmax(dim=1), masks.to(device))
-    return scores_from_confusion(metric.compute().cpu(), split.class_names)
+    return scores_from_confusion(metric.compute().cpu(), split.class_names, split.ignore_index)

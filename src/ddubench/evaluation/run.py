@@ -24,7 +24,7 @@ def _dataset_k(manifest: dict[str, Any]) -> int | None:
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path, test_file: str | Path, out: str | Path, dataset_kind: str = "synthetic",
+    checkpoint: str | Path, test_file: str | Path, out: str | Path, dataset_kind: str | None = None,
     batch_size: int = 64, device: str = "cpu", progress: bool = True,
 ) -> dict[str, Any]:
     """Score a checkpoint on one test split and write the record (scores + what was evaluated) as JSON."""

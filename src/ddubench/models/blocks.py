@@ -29,12 +29,18 @@ class Down(nn.Sequential):
 
 
 class Up(nn.Module):
-    """2x2 transposed conv (stride 2, with bias) halving the channels, concat [skip, up], DoubleConv."""
+    """2x2 transposed conv (stride 2, with bias) halving the channels, concat [skip, up], DoubleConv.
 
-    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0) -> None:
+    The skip has ``in_channels // 2`` channels (the U-Net case) unless ``skip_channels`` says otherwise.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, dropout: float = 0.0, skip_channels: int | None = None
+    ) -> None:
         super().__init__()
+        skip = in_channels // 2 if skip_channels is None else skip_channels
         self.up = nn.ConvTranspose2d(in_channels, in_channels // 2, kernel_size=2, stride=2)
-        self.conv = DoubleConv(in_channels, out_channels, dropout)
+        self.conv = DoubleConv(skip + in_channels // 2, out_channels, dropout)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.conv(torch.cat([skip, self.up(x)], dim=1))

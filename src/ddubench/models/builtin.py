@@ -1,9 +1,10 @@
-"""Registration of the models that live in this package (U-Net and DDU-Net)."""
+"""Registration of the models that live in this package (U-Net, DDU-Net and the ResNet DDU-Net)."""
 
 from __future__ import annotations
 
 from .ddunet import DDUNet
 from .registry import register_model
+from .resnet_ddunet import ResNetDDUNet
 from .unet import UNet
 
 
@@ -31,5 +32,21 @@ def build_ddunet(
 ) -> DDUNet:
     """DDU-Net(D, F, C) on subimages of ``subimage_size``."""
     return DDUNet(
+        in_channels=in_channels, num_classes=num_classes, subimage_size=subimage_size, dropout=dropout, **params
+    )
+
+
+@register_model(
+    "resnetddunet",
+    keys=("R", "F", "C"),
+    optional_keys=("B",),
+    defaults={"resnet": 18, "features": 0, "communicate": True, "frozen_bn": "eval"},
+    label=lambda p: f"DDU-Net(4,{p['features']},{'Y' if p['communicate'] else 'N'}) ResNet{p['resnet']}",
+)
+def build_resnet_ddunet(
+    *, in_channels: int, num_classes: int, subimage_size: tuple[int, int], dropout: float, **params
+) -> ResNetDDUNet:
+    """DDU-Net(4, F, C) with a frozen, randomly initialised ResNet encoder (journal Table 9)."""
+    return ResNetDDUNet(
         in_channels=in_channels, num_classes=num_classes, subimage_size=subimage_size, dropout=dropout, **params
     )

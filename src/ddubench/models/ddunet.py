@@ -4,6 +4,9 @@ Single-process reference implementation. The subimages of a batch are stacked al
 and go through ONE encoder-decoder, which is exactly "clones with shared weights" (autograd sums the
 gradients of all subimages). The last F bottleneck channels are either stitched into the global grid in
 subimage order and processed jointly (C = Y, communication) or processed per subimage (C = N).
+
+:class:`DDUNetBase` holds that split -> encode -> exchange -> decode -> stitch pass for any
+encoder-decoder; :class:`DDUNet` is the paper's U-Net variant, ``resnet_ddunet`` the ResNet one.
 """
 
 from __future__ import annotations
@@ -17,7 +20,50 @@ from .coarse import CoarseNetwork
 from .unet import UNetDecoder, UNetEncoder, channel_widths, init_he
 
 
-class DDUNet(nn.Module):
+class DDUNetBase(nn.Module):
+    """The DDU-Net forward pass over subimages, shared by every encoder-decoder.
+
+    Subclasses set ``features`` (F), ``communicate`` (C), ``subimage_size`` and the modules ``encoder``
+    (subimages -> feature maps, bottleneck last), ``coarse`` (or None for F = 0), ``decoder`` (feature
+    maps -> finest map) and ``head`` (finest map -> logits).
+    """
+
+    features: int
+    communicate: bool
+    subimage_size: tuple[int, int]
+    encoder: nn.Module
+    coarse: nn.Module | None
+    decoder: nn.Module
+    head: nn.Module
+
+    @property
+    def size_multiple(self) -> tuple[int, int]:
+        """Input height and width must be multiples of the subimage size."""
+        return self.subimage_size
+
+    def grid(self, x: torch.Tensor) -> tuple[int, int]:
+        """Rows and columns of subimages for input ``x``."""
+        return grid_shape(x.shape[-2], x.shape[-1], self.subimage_size)
+
+    def exchange(self, bottleneck: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Replace the last F bottleneck channels of every subimage by the coarse network's output."""
+        if self.coarse is None:
+            return bottleneck
+        keep, shared = bottleneck[:, : -self.features], bottleneck[:, -self.features :]
+        if self.communicate:
+            shared = split_subimages(self.coarse(stitch_subimages(shared, grid)), grid)
+        else:
+            shared = self.coarse(shared)
+        return torch.cat([keep, shared], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid = self.grid(x)
+        features = self.encoder(split_subimages(x, grid))
+        features[-1] = self.exchange(features[-1], grid)
+        return stitch_subimages(self.head(self.decoder(features)), grid)
+
+
+class DDUNet(DDUNetBase):
     """DDU-Net(D, F, C) for subimages of a fixed size; the grid follows from the input size."""
 
     def __init__(
@@ -55,29 +101,3 @@ class DDUNet(nn.Module):
         self.decoder = UNetDecoder(depth, base_width, dropout)
         self.head = nn.Conv2d(base_width, num_classes, kernel_size=1)
         init_he(self)
-
-    @property
-    def size_multiple(self) -> tuple[int, int]:
-        """Input height and width must be multiples of the subimage size."""
-        return self.subimage_size
-
-    def grid(self, x: torch.Tensor) -> tuple[int, int]:
-        """Rows and columns of subimages for input ``x``."""
-        return grid_shape(x.shape[-2], x.shape[-1], self.subimage_size)
-
-    def exchange(self, bottleneck: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        """Replace the last F bottleneck channels of every subimage by the coarse network's output."""
-        if self.coarse is None:
-            return bottleneck
-        keep, shared = bottleneck[:, : -self.features], bottleneck[:, -self.features :]
-        if self.communicate:
-            shared = split_subimages(self.coarse(stitch_subimages(shared, grid)), grid)
-        else:
-            shared = self.coarse(shared)
-        return torch.cat([keep, shared], dim=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        grid = self.grid(x)
-        features = self.encoder(split_subimages(x, grid))
-        features[-1] = self.exchange(features[-1], grid)
-        return stitch_subimages(self.head(self.decoder(features)), grid)

@@ -1,7 +1,9 @@
 """Model registry and model-spec strings.
 
 A model spec names a registered model and its hyperparameters in a file-name-safe string:
-``unet_D3`` is U-Net(D=3); ``ddunet_D3_F16_CY`` is DDU-Net(D=3, F=16, C=Y). Each token after the name
+``unet_D3`` is U-Net(D=3); ``ddunet_D3_F16_CY`` is DDU-Net(D=3, F=16, C=Y); ``resnetddunet_R18_F256_CY``
+is DDU-Net(4, 256, Y) with a ResNet18 encoder (``_BT``: frozen BatchNorm statistics update in training,
+as in the authors' code; ``_BE``, the default, keeps them fixed). Each token after the name
 is one upper-case key letter followed by its value. Snakemake paths, CLI arguments and result tables
 all use this one spelling.
 """
@@ -26,12 +28,21 @@ def _yes_no(value: str) -> bool:
     return value == "Y"
 
 
+def _frozen_bn(value: str) -> str:
+    modes = {"E": "eval", "T": "train"}
+    if value not in modes:
+        raise ValueError("expected E or T")
+    return modes[value]
+
+
 # key letter -> (keyword argument, parser, formatter)
 SPEC_KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "D": ("depth", int, str),
     "F": ("features", int, str),
     "C": ("communicate", _yes_no, lambda v: "Y" if v else "N"),
     "W": ("base_width", int, str),
+    "R": ("resnet", int, str),
+    "B": ("frozen_bn", _frozen_bn, lambda v: v[0].upper()),
 }
 _KWARG_TO_KEY = {kwarg: key for key, (kwarg, _, _) in SPEC_KEYS.items()}
 

@@ -54,3 +54,31 @@ TABLE10 = {
 }
 # Journal Sec. III-D1: images per k.
 SYNTHETIC_COUNTS = {"train": 4000, "val": 1000, "test": 1000}
+
+# Journal Table 3 (thesis Table 5.2, from the DeepGlobe paper): class pixel counts in millions and shares in %
+# (about 6.87 G pixels, i.e. 1146 tiles: the challenge's train + validation + test, not only the 803 labelled).
+TABLE3_PIXELS_MILLIONS = {"urban": 642.4, "agriculture": 3898.0, "rangeland": 701.1, "forest": 944.4, "water": 256.9,
+                          "barren": 421.8, "unknown": 3.0}
+TABLE3_PROPORTION_PCT = {"urban": 9.35, "agriculture": 56.76, "rangeland": 10.21, "forest": 13.75, "water": 3.74,
+                         "barren": 6.14, "unknown": 0.04}
+
+# Journal Table 9 (thesis Table 7.9): ResNet18 DDU-Net modules for 256x256 subimages:
+# component -> (channel distribution, output feature map, parameters).
+TABLE9_RESNET18 = {
+    "block1": ("3-64", "128x128", 9536),
+    "block2": ("64-64-64-64-64", "64x64", 147968),
+    "block3": ("64-128-128-128-128", "32x32", 525568),
+    "block4": ("128-256", "16x16", 2099712),
+    "inter-conv": ("256-256-256", "16x16", 1180672),
+    "up path": ("256-128-64-32-7", "256x256", 845415),
+}
+# Journal Table 9 coarse-network rows as printed (5x5 kernels): F -> parameters. The F = 1 and F = 4 values
+# are shifted by one row: 84 belongs to F = 1, and F = 4 has 1,236 (3 (F^2 k^2 + F) + 6 F).
+TABLE9_COARSE_PARAMS = {1: 0, 4: 84, 16: 19344, 64: 307776, 256: 4917504}
+TABLE9_ERRATA = {
+    1: "paper erratum: the printed coarse rows are shifted by one; 0 is printed for F = 1, whose count is 84",
+    4: "paper erratum: the printed coarse rows are shifted by one; 84 (the F = 1 count) is printed for F = 4, "
+       "whose count is 1,236",
+}
+# Journal Table 7: total parameters of the DDU-Net with F = 256 as printed (rounded): "9.7M" and "44M".
+TABLE7_RESNET_TOTAL_PARAMS = {18: 9_700_000, 50: 44_000_000}

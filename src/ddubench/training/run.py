@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.registry import load_split
+from ..data.registry import load_split, split_path
 from ..distributed.runtime import DistContext, is_collective_failure
 from ..errors import DdubenchError, ModelSpecError
 from ..io import read_json, write_json
@@ -55,13 +55,16 @@ def train_model(
     run_dir: str | Path,
     config: TrainConfig,
     summary_path: str | Path,
-    dataset_kind: str = "synthetic",
+    dataset_kind: str | None = None,
     device: str = "cpu",
     progress: bool = True,
     ctx: DistContext | None = None,
     bn: str = "sync",
 ) -> dict[str, Any]:
-    """Train ``spec`` on ``data_dir/{train,val}.npz``; write ``best.pt`` and the summary JSON.
+    """Train ``spec`` on the train and val splits of ``data_dir``; write ``best.pt`` and the summary JSON.
+
+    ``data_dir`` holds ``{train,val}.npz`` (synthetic) or prepared DeepGlobe ``{train,val}/`` folders; the
+    dataset kind is detected unless ``dataset_kind`` names it.
 
     With ``ctx`` (ranks launched by torchrun) the DDU-Net is split over the ranks (``bn`` selects synced
     or per-rank BatchNorm statistics); rank 0 writes the files. An unfinished run with the same settings
@@ -71,8 +74,8 @@ def train_model(
     started, clock = utc_now(), time.perf_counter()
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     spec = str(ModelSpec.parse(spec_text))
-    train = load_split(dataset_kind, data_dir / "train.npz")
-    val = load_split(dataset_kind, data_dir / "val.npz")
+    train = load_split(dataset_kind, split_path(data_dir, "train"))
+    val = load_split(dataset_kind, split_path(data_dir, "val"))
     model_args = {
         "in_channels": train.in_channels,
         "num_classes": train.num_classes,

@@ -1,0 +1,1 @@
+"""Datasets: generation, loading and splitting images into subimages."""

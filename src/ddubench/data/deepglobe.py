@@ -1,0 +1,338 @@
+"""DeepGlobe Land Cover (journal Sec. III-D2, V-B): colour masks -> class ids, recorded split, cached crops.
+
+Input layouts (``root`` is the folder given in the config):
+
+- Kaggle: ``<root>/train/<id>_sat.jpg`` + ``<id>_mask.png`` side by side (the 803 labelled 2448x2448 tiles).
+- torchgeo / geoap96: ``<root>/data/{training,test}_data/images/<id>_sat.jpg`` + ``.../masks/<id>_mask.png``;
+  both folders are pooled before our own split.
+
+Class ids (the authors' numbering, also torchgeo's): 0 urban, 1 agriculture, 2 rangeland, 3 forest, 4 water,
+5 barren, 6 unknown. Unknown is ``IGNORE_INDEX``: left out of the loss and of every metric. Mask colours
+are thresholded per channel at 128, so every pixel becomes one of the 8 RGB corners; the one corner that
+is no class, red (255, 0, 0), is an error naming the file.
+
+Preprocessing (:func:`prepare`) splits the tile ids with a seeded permutation (written to ``split.json``),
+cuts ``crop_train`` crops on a non-overlapping grid from the top-left for training (journal: 1024, four per
+2448 tile) and one ``crop_test`` crop at the top-left for validation and test (journal: 2048), and stores
+each split as memory-mappable ``<out>/<split>/images.npy`` (N, 3, c, c) uint8 and ``masks.npy`` (N, c, c)
+uint8 ids, with ``manifest.json`` (parameters, ids, crop positions, class pixel counts, sha256 of sources
+and outputs). Images are normalised with the ImageNet mean/std when batches are made (scaled to [0, 1]
+first), as the authors did for their ImageNet-pretrained encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from ..errors import DataError
+from ..io import atomic_path, read_json, write_json
+from ..provenance import provenance, utc_now
+
+CLASSES = ("urban", "agriculture", "rangeland", "forest", "water", "barren", "unknown")
+COLOURS = ((0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0))
+IGNORE_INDEX = CLASSES.index("unknown")
+THRESHOLD = 128
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SPLITS = ("train", "val", "test")
+FAKE_MARKER = "ddubench_fake.json"  # written by the fake-tile generator; its tiles are not DeepGlobe
+LAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "kaggle": (("train", "train"),),
+    "torchgeo": (("data/training_data/images", "data/training_data/masks"),
+                 ("data/test_data/images", "data/test_data/masks")),
+}
+_NO_CLASS = 255
+
+
+def _corner(rgb: Sequence[int]) -> int:
+    """Index 0..7 of the RGB corner a colour thresholds to (bits R, G, B)."""
+    return 4 * (rgb[0] >= THRESHOLD) + 2 * (rgb[1] >= THRESHOLD) + (rgb[2] >= THRESHOLD)
+
+
+_CORNER_TO_ID = np.full(8, _NO_CLASS, np.uint8)
+for _class_id, _colour in enumerate(COLOURS):
+    _CORNER_TO_ID[_corner(_colour)] = _class_id
+
+
+def colours_to_ids(rgb: np.ndarray, source: str | Path) -> np.ndarray:
+    """(H, W, 3) colour mask -> (H, W) uint8 class ids; a colour that is no class is an error naming ``source``."""
+    bits = rgb[..., :3] >= THRESHOLD
+    ids = _CORNER_TO_ID[4 * bits[..., 0] + 2 * bits[..., 1] + bits[..., 2]]
+    bad = ids == _NO_CLASS
+    if bad.any():
+        row, col = (int(v) for v in np.argwhere(bad)[0])
+        colour = tuple(int(v) for v in rgb[row, col, :3])
+        raise DataError(
+            f"{source}: {int(bad.sum())} pixels (first at row {row}, column {col}: {colour}) are no DeepGlobe class "
+            f"colour after thresholding at {THRESHOLD}; fix the mask (class colours: "
+            + ", ".join(f"{name} {colour}" for name, colour in zip(CLASSES, COLOURS)) + ")"
+        )
+    return ids
+
+
+def ids_to_colours(ids: np.ndarray) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 colour mask (the inverse of :func:`colours_to_ids`)."""
+    return np.asarray(COLOURS, np.uint8)[ids]
+
+
+# ---------------------------------------------------------------------------------------------- source files
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One labelled DeepGlobe tile: its id and the paths of its image and colour mask."""
+
+    id: str
+    image: Path
+    mask: Path
+
+
+def _by_id(folder: Path, suffix: str) -> dict[str, Path]:
+    return {path.name[: -len(suffix)]: path for path in folder.glob(f"*{suffix}")}
+
+
+def find_tiles(root: str | Path) -> tuple[str, list[Tile]]:
+    """The layout name and every (image, mask) pair under ``root``, sorted by id."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"DeepGlobe folder {root} does not exist; put the Kaggle data there (train/<id>_sat.jpg "
+                        "and <id>_mask.png) or set deepglobe.root: null to use generated tiles")
+    layout = next((name for name, folders in LAYOUTS.items() if (root / folders[0][0]).is_dir()), None)
+    if layout is None:
+        raise DataError(f"{root} holds neither train/ (Kaggle layout) nor data/training_data/images/ (torchgeo "
+                        "layout); point deepglobe.root at the folder that contains one of them")
+    tiles: dict[str, Tile] = {}
+    for image_dir, mask_dir in LAYOUTS[layout]:
+        if not (root / image_dir).is_dir():
+            continue
+        images, masks = _by_id(root / image_dir, "_sat.jpg"), _by_id(root / mask_dir, "_mask.png")
+        for tile_id in sorted(images.keys() ^ masks.keys()):
+            have, folder, want = ((images[tile_id], mask_dir, f"{tile_id}_mask.png") if tile_id in images
+                                  else (masks[tile_id], image_dir, f"{tile_id}_sat.jpg"))
+            raise DataError(f"{have} has no partner {root / folder / want}; add it or remove {have.name}")
+        for tile_id in sorted(images):
+            if tile_id in tiles:
+                raise DataError(f"tile id {tile_id} occurs twice: {tiles[tile_id].image} and {images[tile_id]}; "
+                                "remove one of them")
+            tiles[tile_id] = Tile(tile_id, images[tile_id], masks[tile_id])
+    if not tiles:
+        raise DataError(f"no <id>_sat.jpg images in {root / LAYOUTS[layout][0][0]}; copy the DeepGlobe tiles there")
+    return layout, [tiles[tile_id] for tile_id in sorted(tiles)]
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header, without decoding the pixels."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{path} is not a readable image ({err}); replace the file") from None
+
+
+def read_rgb(path: Path) -> tuple[np.ndarray, str]:
+    """Decode an RGB image fully (truncation is an error naming the file); returns (H, W, 3) uint8 and sha256."""
+    try:
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            if image.mode not in ("RGB", "RGBA", "P"):
+                raise DataError(f"{path} has pixel mode {image.mode}; DeepGlobe images and masks are RGB colour "
+                                "files (a class-id mask must be converted back to colours)")
+            pixels = np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"{path} is truncated or unreadable ({err}); replace the file") from None
+    return pixels, hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- split, crops
+
+
+def split_counts(total: int, sizes: dict[str, float]) -> dict[str, int]:
+    """Images per split from fractions (all floats, summing to 1) or counts (all integers, summing to <= total)."""
+    values = [sizes[split] for split in SPLITS]
+    if all(isinstance(v, int) for v in values):
+        counts = dict(zip(SPLITS, values))
+        if sum(values) > total:
+            raise DataError(f"the split asks for {'+'.join(map(str, values))} = {sum(values)} images but only "
+                            f"{total} exist; lower deepglobe.split counts or use fractions")
+    elif all(isinstance(v, float) for v in values):
+        if abs(sum(values) - 1) > 1e-6:
+            raise DataError(f"deepglobe.split fractions {values} sum to {sum(values):g}, not 1; fix them")
+        train, val = round(values[0] * total), round(values[1] * total)
+        counts = {"train": train, "val": val, "test": total - train - val}
+    else:
+        raise DataError(f"deepglobe.split mixes fractions and counts ({values}); give all three as fractions "
+                        "(e.g. 0.7, 0.15, 0.15) or all three as image counts")
+    if min(counts.values()) < 1:
+        raise DataError(f"the split of {total} images gives {counts}; every split needs at least one image, "
+                        "so add images or change deepglobe.split")
+    return counts
+
+
+def split_ids(ids: Sequence[str], sizes: dict[str, float], seed: int) -> dict[str, list[str]]:
+    """Deterministic split of ``ids``: a seeded permutation of the sorted ids, cut into train/val/test."""
+    ordered = sorted(ids)
+    counts = split_counts(len(ordered), sizes)
+    shuffled = [ordered[i] for i in np.random.default_rng(seed).permutation(len(ordered))]
+    splits, start = {}, 0
+    for split in SPLITS:
+        splits[split] = sorted(shuffled[start : start + counts[split]])
+        start += counts[split]
+    return splits
+
+
+def crop_origins(height: int, width: int, size: int, grid: bool) -> list[tuple[int, int]]:
+    """(row, column) of each size x size crop: a non-overlapping grid from the top-left, or the top-left one."""
+    if not grid:
+        return [(0, 0)]
+    return [(r * size, c * size) for r in range(height // size) for c in range(width // size)]
+
+
+# ---------------------------------------------------------------------------------------------- preprocessing
+
+
+@dataclass(frozen=True)
+class PrepareSpec:
+    """How to split and crop: split sizes (fractions or counts), split seed, crop sides, subimage side."""
+
+    train: int | float = 0.7
+    val: int | float = 0.15
+    test: int | float = 0.15
+    split_seed: int = 0
+    crop_train: int = 1024
+    crop_test: int = 2048
+    subimage: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("crop_train", "crop_test"):
+            if getattr(self, name) % self.subimage:
+                raise DataError(f"{name}={getattr(self, name)} is not a multiple of the subimage side "
+                                f"{self.subimage}; change deepglobe.crop or deepglobe.subimage")
+
+    def crop(self, split: str) -> int:
+        return self.crop_train if split == "train" else self.crop_test
+
+
+def _plan_crops(split: str, tiles: list[Tile], size: int, grid: bool) -> list[tuple[Tile, list[tuple[int, int]]]]:
+    """Crop origins per tile from the file headers; image/mask size mismatches and too-small tiles are errors."""
+    plan = []
+    for tile in tiles:
+        (width, height), mask_size = _image_size(tile.image), _image_size(tile.mask)
+        if mask_size != (width, height):
+            raise DataError(f"{tile.mask} is {mask_size[0]}x{mask_size[1]} but its image {tile.image.name} is "
+                            f"{width}x{height}; replace the mismatched file")
+        if min(width, height) < size:
+            raise DataError(f"{tile.image} is {width}x{height}, smaller than the {size}x{size} {split} crop; "
+                            "lower deepglobe.crop or remove the tile")
+        plan.append((tile, crop_origins(height, width, size, grid)))
+    return plan
+
+
+def _write_split(out_dir: Path, split: str, tiles: list[Tile], size: int, grid: bool,
+                 progress: bool) -> dict[str, Any]:
+    """Decode, convert and crop the tiles of one split into memory-mappable images.npy / masks.npy."""
+    plan = _plan_crops(split, tiles, size, grid)
+    count = sum(len(origins) for _, origins in plan)
+    image_counts, crop_counts = np.zeros(len(CLASSES), np.int64), np.zeros(len(CLASSES), np.int64)
+    crops, sources = [], {}
+    (out_dir / split).mkdir(parents=True, exist_ok=True)
+    image_file, mask_file = out_dir / split / "images.npy", out_dir / split / "masks.npy"
+    with atomic_path(image_file) as image_tmp, atomic_path(mask_file) as mask_tmp:
+        images = np.lib.format.open_memmap(image_tmp, mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
+        masks = np.lib.format.open_memmap(mask_tmp, mode="w+", dtype=np.uint8, shape=(count, size, size))
+        index = 0
+        for tile, origins in tqdm(plan, desc=f"deepglobe {split}", unit="tile", disable=not progress, leave=False):
+            pixels, image_sha = read_rgb(tile.image)
+            colours, mask_sha = read_rgb(tile.mask)
+            ids = colours_to_ids(colours, tile.mask)
+            image_counts += np.bincount(ids.ravel(), minlength=len(CLASSES))
+            sources[tile.id] = {"image": str(tile.image), "mask": str(tile.mask),
+                                "image_sha256": image_sha, "mask_sha256": mask_sha}
+            for row, col in origins:
+                images[index] = pixels[row : row + size, col : col + size].transpose(2, 0, 1)
+                masks[index] = ids[row : row + size, col : col + size]
+                crop_counts += np.bincount(masks[index].ravel(), minlength=len(CLASSES))
+                crops.append({"id": tile.id, "row": row, "col": col})
+                index += 1
+        images.flush()
+        masks.flush()
+        del images, masks
+    files = {name: {"file": f"{split}/{file.name}", "sha256": _sha256(file)}
+             for name, file in (("images", image_file), ("masks", mask_file))}
+    return {"images": len(tiles), "crops": crops, "crop_px": size, "files": files, "sources": sources,
+            "class_pixels_images": image_counts.tolist(), "class_pixels_crops": crop_counts.tolist()}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prepare(root: str | Path, out_dir: str | Path, spec: PrepareSpec, progress: bool = True) -> dict[str, Any]:
+    """Split and crop the tiles under ``root`` into ``out_dir`` (see the module docstring); returns the manifest.
+
+    An existing preparation of the same tiles (paths and byte sizes) with the same spec is reused.
+    """
+    started, clock = utc_now(), time.perf_counter()
+    out_dir = Path(out_dir)
+    layout, tiles = find_tiles(root)
+    source = {"root": str(Path(root).resolve()), "layout": layout,
+              "tiles": {t.id: [t.image.stat().st_size, t.mask.stat().st_size] for t in tiles}}
+    manifest_path = out_dir / "manifest.json"
+    if manifest_path.exists():
+        old = read_json(manifest_path)
+        if (old.get("source"), old.get("spec")) == (source, asdict(spec)) and all(
+            (out_dir / entry["file"]).exists() for split in SPLITS for entry in old["splits"][split]["files"].values()
+        ):
+            return old
+    marker = Path(root) / FAKE_MARKER
+    ids = split_ids([t.id for t in tiles], {s: getattr(spec, s) for s in SPLITS}, spec.split_seed)
+    write_json(out_dir / "split.json", {"seed": spec.split_seed, "sizes": {s: getattr(spec, s) for s in SPLITS},
+                                        "source": source["root"], "ids": ids})
+    by_id = {t.id: t for t in tiles}
+    splits = {split: _write_split(out_dir, split, [by_id[i] for i in ids[split]], spec.crop(split),
+                                  grid=split == "train", progress=progress) for split in SPLITS}
+    manifest = {
+        "source": source, "spec": asdict(spec), "splits": splits,
+        "fake": read_json(marker) if marker.exists() else None,
+        "classes": list(CLASSES), "colours": [list(c) for c in COLOURS], "ignore_index": IGNORE_INDEX,
+        "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "on": "images scaled to [0, 1]"},
+        "provenance": provenance(started=started, wall_time_s=time.perf_counter() - clock, inputs=[str(root)]),
+    }
+    write_json(manifest_path, manifest)
+    return manifest
+
+
+def load_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Memory-map one prepared split ``<out>/<split>``: images (N, 3, c, c), masks (N, c, c), the manifest."""
+    path = Path(path)
+    manifest_path = path.parent / "manifest.json"
+    if not manifest_path.exists():
+        raise DataError(f"{manifest_path} is missing next to {path.name}/; prepare the data with "
+                        "`ddubench deepglobe-prepare` or let Snakemake build it")
+    arrays = []
+    for name in ("images", "masks"):
+        file = path / f"{name}.npy"
+        try:
+            arrays.append(np.load(file, mmap_mode="c"))
+        except (OSError, ValueError) as err:
+            raise DataError(f"{file} is missing or unreadable ({err}); delete {path.parent} and prepare it "
+                            "again") from None
+    images, masks = arrays
+    if images.ndim != 4 or images.shape[1] != 3 or masks.shape != (images.shape[0], *images.shape[2:]):
+        raise DataError(f"{path} holds images {images.shape} and masks {masks.shape}; expected (N, 3, H, W) and "
+                        "(N, H, W); delete it and prepare it again")
+    return images, masks, read_json(manifest_path)
