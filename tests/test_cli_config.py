@@ -28,7 +28,8 @@ MINIMAL = {
     "predictions": {"k": 2, "models": ["unet_D3"], "examples": 2},
     "training": {"lr": 0.008, "max_epochs": 2, "min_epochs": 0, "early_stopping_patience": 1, "lr_patience": 1,
                  "batch_size": 8, "dropout": 0.1},
-    "scaling": {"models": ["ddunet_D3_F16_CY"], "resolutions": ["32x64"], "ranks": [1, 2], "device": "cpu"},
+    "scaling": {"benchmarks": [{"model": "ddunet_D3_F16_CY", "subimage_size": 32, "resolutions": ["32x64"]}],
+                "ranks": [1, 2], "device": "cpu"},
 }
 
 

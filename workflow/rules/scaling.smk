@@ -34,11 +34,19 @@ def torchrun_command(wildcards):
     )
 
 
+def scaling_benchmark(wildcards):
+    """The benchmark entry (subimage size, resolutions) of the job's model."""
+    for entry in scaling_config(wildcards)["benchmarks"]:
+        if canonical(entry["model"]) == wildcards.spec:
+            return entry
+    _fail(f"{config_file(wildcards.run)}: no scaling benchmark for model {wildcards.spec}")
+
+
 def scaling_jsons(wildcards):
     cfg = scaling_config(wildcards)
     return [
-        f"results/{wildcards.run}/scaling/{canonical(spec)}_P{ranks}.json"
-        for spec in cfg["models"]
+        f"results/{wildcards.run}/scaling/{canonical(entry['model'])}_P{ranks}.json"
+        for entry in cfg["benchmarks"]
         for ranks in cfg["ranks"]
     ]
 
@@ -49,7 +57,8 @@ rule scaling_measure:
     params:
         launcher=torchrun_command,
         cfg=scaling_config,
-        resolutions=lambda wildcards: " ".join(scaling_config(wildcards)["resolutions"]),
+        bench=scaling_benchmark,
+        resolutions=lambda wildcards: " ".join(scaling_benchmark(wildcards)["resolutions"]),
     threads: lambda wildcards: int(wildcards.ranks) * scaling_config(wildcards)["threads_per_rank"]
     resources:
         gpu=scaling_gpus,
@@ -61,7 +70,7 @@ rule scaling_measure:
         "logs/{run}/scaling/{spec}_P{ranks}.log",
     shell:
         "{params.launcher} -m ddubench scaling --model {wildcards.spec} --resolutions {params.resolutions}"
-        " --subimage-size {params.cfg[subimage_size]} --warmup {params.cfg[warmup]} --repeats {params.cfg[repeats]}"
+        " --subimage-size {params.bench[subimage_size]} --warmup {params.cfg[warmup]} --repeats {params.cfg[repeats]}"
         " --threads {params.cfg[threads_per_rank]} --device {params.cfg[device]} --out {output} > {log} 2>&1"
 
 

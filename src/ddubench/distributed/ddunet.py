@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..data.tiling import grid_shape, split_subimages, stitch_subimages
-from ..models.ddunet import DDUNet
+from ..models.ddunet import DDUNetBase
 from .batchnorm import convert_batchnorm
 from .collectives import gather_batch
 from .runtime import DistContext, owned_subimages
@@ -34,9 +34,10 @@ BN_MODES = ("sync", "local")
 
 
 class DistributedDDUNet(nn.Module):
-    """One rank's share of a :class:`DDUNet`; built from a single-process model (weights shared)."""
+    """One rank's share of a DDU-Net (U-Net or ResNet variant); built from a single-process model
+    (weights shared)."""
 
-    def __init__(self, model: DDUNet, ctx: DistContext, bn: str = "sync") -> None:
+    def __init__(self, model: DDUNetBase, ctx: DistContext, bn: str = "sync") -> None:
         super().__init__()
         if bn not in BN_MODES:
             raise ValueError(f"unknown BatchNorm mode {bn!r}; use one of {BN_MODES}")

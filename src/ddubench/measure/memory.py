@@ -44,10 +44,20 @@ def peak_memory(
         raise DdubenchError(f"peak memory on device {device} is not supported; use cpu or cuda[:N]")
     from torch.distributed._tools.mem_tracker import MemTracker
 
+    external = list(external)
+    # MemTracker hooks every parameter's gradient and fails on frozen ones (e.g. a frozen ResNet encoder);
+    # the measured pass is inference only, so marking them trainable for its duration changes nothing.
+    frozen = [p for m in external if isinstance(m, nn.Module) for p in m.parameters() if not p.requires_grad]
+    for parameter in frozen:
+        parameter.requires_grad_(True)
     tracker = MemTracker()
     tracker.track_external(*external)
-    with tracker:
-        fn()
+    try:
+        with tracker:
+            fn()
+    finally:
+        for parameter in frozen:
+            parameter.requires_grad_(False)
     peak = tracker.get_tracker_snapshot("peak").get(device, {})
     return {"peak_bytes": int(peak.get("Total", 0)), "method": CPU_METHOD}
 

@@ -18,7 +18,8 @@ import torch.distributed as dist
 
 from ..distributed.ddunet import DistributedDDUNet
 from ..distributed.runtime import DistContext
-from ..models import DDUNet, ModelSpec, build_model
+from ..models import ModelSpec, build_model
+from ..models.ddunet import DDUNetBase
 from .memory import peak_memory
 
 
@@ -29,14 +30,18 @@ def _synchronize(ctx: DistContext) -> None:
 
 
 def measure_rank(
-    spec: str, height: int, width: int, ctx: DistContext, in_channels: int = 1, num_classes: int = 3,
-    subimage_size: int = 32, warmup: int = 2, repeats: int = 5, seed: int = 0,
+    spec: str, height: int, width: int, ctx: DistContext, subimage_size: int = 32, warmup: int = 2,
+    repeats: int = 5, seed: int = 0,
 ) -> dict[str, Any]:
-    """This rank's peak inference memory and the forward times for one (height x width) image."""
+    """This rank's peak inference memory and the forward times for one (height x width) image.
+
+    Input channels and classes are those of the data the model is built for (``ModelSpec.io``).
+    """
     torch.manual_seed(seed)
+    in_channels, num_classes = ModelSpec.parse(spec).io
     model = build_model(spec, in_channels=in_channels, num_classes=num_classes,
                         subimage_size=(subimage_size, subimage_size))
-    if not isinstance(model, DDUNet):
+    if not isinstance(model, DDUNetBase):
         raise TypeError(f"{spec} is not a DDU-Net; only DDU-Nets split across ranks")
     model = DistributedDDUNet(model.to(ctx.device), ctx).eval()
     grid = model.grid(height, width)

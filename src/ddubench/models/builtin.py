@@ -42,6 +42,7 @@ def build_ddunet(
     optional_keys=("B",),
     defaults={"resnet": 18, "features": 0, "communicate": True, "frozen_bn": "eval"},
     label=lambda p: f"DDU-Net(4,{p['features']},{'Y' if p['communicate'] else 'N'}) ResNet{p['resnet']}",
+    io=(3, 7),
 )
 def build_resnet_ddunet(
     *, in_channels: int, num_classes: int, subimage_size: tuple[int, int], dropout: float, **params

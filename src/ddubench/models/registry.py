@@ -56,6 +56,7 @@ class ModelEntry:
     optional_keys: tuple[str, ...]
     defaults: dict[str, Any]
     label: Callable[[dict[str, Any]], str]
+    io: tuple[int, int] = (1, 3)
 
     @property
     def all_keys(self) -> tuple[str, ...]:
@@ -72,16 +73,19 @@ def register_model(
     optional_keys: tuple[str, ...] = (),
     defaults: dict[str, Any],
     label: Callable[[dict[str, Any]], str],
+    io: tuple[int, int] = (1, 3),
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register ``builder(in_channels, num_classes, subimage_size, dropout, **params)`` under ``name``.
 
     ``keys`` always appear in the canonical spec string; ``optional_keys`` only when not at their default.
+    ``io`` is the (input channels, classes) of the data the model is built for (synthetic: 1, 3), used
+    where a model is measured without data.
     """
 
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in MODELS:
             raise ValueError(f"model {name!r} registered twice")
-        MODELS[name] = ModelEntry(builder, keys, optional_keys, dict(defaults), label)
+        MODELS[name] = ModelEntry(builder, keys, optional_keys, dict(defaults), label, io)
         return builder
 
     return decorator
@@ -130,6 +134,11 @@ class ModelSpec:
             if key in entry.keys or kwargs[kwarg] != entry.defaults[kwarg]:
                 tokens.append(key + fmt(kwargs[kwarg]))
         return "_".join(tokens)
+
+    @property
+    def io(self) -> tuple[int, int]:
+        """(input channels, classes) of the data this model is built for."""
+        return MODELS[self.name].io
 
     @property
     def label(self) -> str:

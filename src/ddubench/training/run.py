@@ -38,9 +38,9 @@ def _distribute(model: nn.Module, ctx: DistContext, bn: str, seed: int) -> tuple
     from ..distributed.collectives import broadcast_state
     from ..distributed.ddunet import DistributedDDUNet
     from ..distributed.training import SpatialParallel
-    from ..models import DDUNet
+    from ..models.ddunet import DDUNetBase
 
-    if not isinstance(model, DDUNet):
+    if not isinstance(model, DDUNetBase):
         raise ModelSpecError(f"only DDU-Net models split into subimages across ranks, not {type(model).__name__}; "
                              "train other models without torchrun")
     model = DistributedDDUNet(model.to(ctx.device), ctx, bn)
