@@ -27,6 +27,7 @@ include: "workflow/rules/tables.smk"
 include: "workflow/rules/deepglobe.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/scaling.smk"
+include: "workflow/rules/throughput.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/publish.smk"
 

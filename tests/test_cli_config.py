@@ -30,6 +30,7 @@ MINIMAL = {
                  "batch_size": 8, "dropout": 0.1},
     "scaling": {"benchmarks": [{"model": "ddunet_D3_F16_CY", "subimage_size": 32, "resolutions": ["32x64"]}],
                 "ranks": [1, 2], "device": "cpu"},
+    "throughput": {"models": ["ddunet_D3_F16_CY"], "ks": [2]},
 }
 
 

@@ -25,3 +25,16 @@ def test_compare_grid_on_hand_made_table(tmp_path: Path) -> None:
     assert k2["spearman_F_paper"] == pytest.approx(1.0)
     assert k2["spearman_F_ours"] == pytest.approx(0.5)
     assert (k2["best_comm_ours"], k2["no_comm_ours"], k2["unet_ours"]) == (0.60, 0.10, 0.90)
+
+
+def test_throughput_table_compares_with_the_authors_code_anchor() -> None:
+    from ddubench.report.throughput import throughput_table
+
+    record = {"spec": "ddunet_D3_F16_CY", "label": "DDU-Net(3,16,Y)", "k": 16, "batch_size": 16, "threads": 2,
+              "params": 49823, "step_time_median_s": 0.153, "step_time_q1_s": 0.15, "step_time_q3_s": 0.16,
+              "images_per_s": 16 / 0.153, "repeats": 20, "warmup": 3}
+    other = {**record, "spec": "ddunet_D3_F8_CY", "k": 3}
+    table = throughput_table([record, other]).set_index("spec")
+    assert table.loc["ddunet_D3_F16_CY", "step_time_ms_authors_code"] == 306.0
+    assert table.loc["ddunet_D3_F16_CY", "speedup_vs_authors_code"] == 2.0
+    assert pd.isna(table.loc["ddunet_D3_F8_CY", "speedup_vs_authors_code"])

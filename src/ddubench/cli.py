@@ -203,6 +203,13 @@ def cmd_table(args: argparse.Namespace) -> None:
         config = load_config(args.config)
         frame = tables.table10(config["training"], config["synthetic"], config["seeds"])
         extra = {}
+    elif args.name == "throughput":
+        from .report.throughput import throughput_table
+
+        if not args.evals:
+            raise DdubenchError("throughput needs --evals: the JSON files written by `ddubench measure step-time`")
+        frame = throughput_table([read_json(path) for path in args.evals])
+        extra = {"inputs": list(args.evals), "method": "time.perf_counter around one training step"}
     elif args.name == "scaling":
         from .report.scaling import scaling_table
 
@@ -251,22 +258,28 @@ def cmd_measure(args: argparse.Namespace) -> None:
     import torch
 
     from .analysis.params import count_parameters
-    from .measure.timing import train_step_time
+    from .measure.timing import measure_train_step
     from .models import ModelSpec, build_model
 
     _threads(args.threads)
     spec = ModelSpec.parse(args.model)
-    size = args.subimage_size
-    model = build_model(spec, in_channels=1, num_classes=3, subimage_size=(size, size), dropout=0.1)
-    print(f"{spec.label} ({spec}): {count_parameters(model)} parameters")
-    if args.what == "step-time":
-        torch.manual_seed(0)
-        images = torch.rand(args.batch_size, 1, size, size * args.k)
-        masks = torch.randint(0, 3, (args.batch_size, size, size * args.k))
-        timing = train_step_time(model, images, masks, warmup=args.warmup, repeats=args.repeats)
-        print(f"training step, batch {args.batch_size}, k={args.k}: median {timing['step_time_median_s'] * 1e3:.1f} ms "
-              f"(IQR {timing['step_time_q1_s'] * 1e3:.1f}-{timing['step_time_q3_s'] * 1e3:.1f} ms), "
-              f"{timing['images_per_s']:.1f} images/s, {torch.get_num_threads()} threads")
+    if args.what == "params":
+        in_channels, num_classes = spec.io
+        size = (args.subimage_size, args.subimage_size)
+        model = build_model(spec, in_channels=in_channels, num_classes=num_classes, subimage_size=size)
+        print(f"{spec.label} ({spec}): {count_parameters(model)} parameters")
+        return
+    record = measure_train_step(args.model, args.k, args.subimage_size, args.batch_size, args.warmup, args.repeats)
+    print(f"{record['label']}: training step, batch {args.batch_size}, k={args.k}: median "
+          f"{record['step_time_median_s'] * 1e3:.1f} ms (IQR {record['step_time_q1_s'] * 1e3:.1f}-"
+          f"{record['step_time_q3_s'] * 1e3:.1f} ms), {record['images_per_s']:.1f} images/s, "
+          f"{torch.get_num_threads()} threads")
+    if args.out:
+        from .io import write_json
+        from .provenance import provenance
+
+        write_json(args.out, {**record, "provenance": provenance(method="time.perf_counter around forward, "
+                                                                        "dice loss, backward, Adam step")})
 
 
 def cmd_scaling(args: argparse.Namespace) -> None:
@@ -429,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime(p)
 
     p = add("table", cmd_table, "Build a results table CSV (+ .meta.json provenance sidecar).")
-    p.add_argument("name", choices=["table8", "table10", "fig9", "fig11", "scaling", *ANALYSIS_TABLES,
+    p.add_argument("name", choices=["table8", "table10", "fig9", "fig11", "scaling", "throughput", *ANALYSIS_TABLES,
                                     *DEEPGLOBE_TABLES])
     p.add_argument("--data", help="prepared DeepGlobe folder with manifest.json (table3)")
     p.add_argument("--out", required=True)
@@ -452,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", help="step-time: also write the record as JSON")
 
     p = add("scaling", cmd_scaling,
             "Per-rank inference peak memory and time of a DDU-Net split over the ranks of torchrun "

@@ -133,7 +133,7 @@ def run_config_file(wildcards):
 
 
 TABLES = ["table8", "table10", "fig9_heatmap", "fig11_generalization", "fig8_predictions", "table4", "table5",
-          "fig7_memory", "table3", "table9"]
+          "fig7_memory", "table3", "table9", "train_throughput"]
 FIGURES = ["fig9_heatmap", "fig11_generalization", "fig8_predictions", "fig7_memory"]
 
 

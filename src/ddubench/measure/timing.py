@@ -47,3 +47,22 @@ def train_step_time(
         "repeats": repeats,
         "batch_size": images.shape[0],
     }
+
+
+def measure_train_step(
+    spec_text: str, k: int, subimage_size: int = 32, batch_size: int = 16, warmup: int = 3, repeats: int = 10,
+) -> dict[str, Any]:
+    """Training-step time of a model on random (32k)x32 synthetic-shaped batches, with what was measured."""
+    from ..analysis.params import count_parameters
+    from ..models import ModelSpec, build_model
+
+    spec = ModelSpec.parse(spec_text)
+    in_channels, num_classes = spec.io
+    torch.manual_seed(0)
+    model = build_model(spec, in_channels=in_channels, num_classes=num_classes,
+                        subimage_size=(subimage_size, subimage_size), dropout=0.1)
+    images = torch.rand(batch_size, in_channels, subimage_size, subimage_size * k)
+    masks = torch.randint(0, num_classes, (batch_size, subimage_size, subimage_size * k))
+    timing = train_step_time(model, images, masks, warmup=warmup, repeats=repeats)
+    return {"spec": str(spec), "label": spec.label, "k": k, "params": count_parameters(model),
+            "threads": torch.get_num_threads(), **timing}

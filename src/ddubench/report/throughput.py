@@ -1,0 +1,44 @@
+"""Training-step time and throughput table, beside the authors' code measured on the same machine kind.
+
+The paper reports no step times. The reference column holds the authors' own DDU-Net training step
+(one process, k deep-copied clones, gradients summed into clone 0, Adam, ``load_state_dict`` broadcast)
+and their U-Net, timed on this machine kind (2 CPU cores, torch 2.14.1, 2 threads, batch 16); those are
+anchors to beat, not numbers we ran in this table's run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+# (spec, k) -> median training-step time of the authors' code in ms (reference/perf_anchors.md)
+AUTHORS_CODE_STEP_MS = {
+    ("ddunet_D3_F16_CY", 2): 54.5,
+    ("ddunet_D3_F16_CY", 6): 140.0,
+    ("ddunet_D3_F16_CY", 16): 306.0,
+    ("unet_D3", 2): 38.3,
+    ("unet_D3", 16): 256.0,
+}
+
+
+def throughput_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (model, k): median step time with quartiles, images per second, the anchor and the ratio."""
+    rows = []
+    for r in records:
+        anchor = AUTHORS_CODE_STEP_MS.get((r["spec"], r["k"]))
+        median_ms = r["step_time_median_s"] * 1e3
+        rows.append({
+            "model": r["label"], "spec": r["spec"], "k": r["k"], "batch_size": r["batch_size"],
+            "threads": r["threads"], "params": r["params"],
+            "step_time_ms_authors_code": anchor,
+            "step_time_ms_ours": round(median_ms, 2),
+            "step_time_ms_q1": round(r["step_time_q1_s"] * 1e3, 2),
+            "step_time_ms_q3": round(r["step_time_q3_s"] * 1e3, 2),
+            "images_per_s_ours": round(r["images_per_s"], 1),
+            "speedup_vs_authors_code": None if anchor is None else round(anchor / median_ms, 2),
+            "note": "random synthetic-shaped batch, forward + dice loss + backward + Adam, median of "
+                    f"{r['repeats']} steps after {r['warmup']} warm-up; authors' code: anchor measured on "
+                    "this machine kind (reference/perf_anchors.md), not in this run",
+        })
+    return pd.DataFrame(rows).sort_values(["spec", "k"]).reset_index(drop=True)

@@ -1,0 +1,45 @@
+"""Training-step time and throughput (results/<run>/train_throughput.csv).
+
+A timing job asks for every core, so Snakemake runs nothing beside it and the times are not disturbed.
+"""
+
+
+def throughput_config(wildcards):
+    return run_config(wildcards.run)["throughput"]
+
+
+def throughput_jsons(wildcards):
+    cfg = throughput_config(wildcards)
+    return [
+        f"results/{wildcards.run}/throughput/{canonical(spec)}_k{k}.json"
+        for spec in cfg["models"]
+        for k in cfg["ks"]
+    ]
+
+
+rule throughput_measure:
+    output:
+        "results/{run}/throughput/{spec}_k{k}.json",
+    params:
+        cfg=throughput_config,
+    threads: workflow.cores
+    log:
+        "logs/{run}/throughput/{spec}_k{k}.log",
+    shell:
+        "{DDUBENCH} measure step-time --model {wildcards.spec} --k {wildcards.k} --batch-size {params.cfg[batch_size]}"
+        " --warmup {params.cfg[warmup]} --repeats {params.cfg[repeats]} --threads {params.cfg[threads]}"
+        " --out {output} > {log} 2>&1"
+
+
+rule throughput_table:
+    input:
+        ancient(throughput_jsons),
+    output:
+        "results/{run}/train_throughput.csv",
+        "results/{run}/train_throughput.meta.json",
+    params:
+        config=run_config_file,
+    log:
+        "logs/{run}/train_throughput.log",
+    shell:
+        "{DDUBENCH} table throughput --config {params.config} --evals {input} --out {output[0]} > {log} 2>&1"
