@@ -23,3 +23,6 @@ def test_per_rank_memory_falls_as_one_over_p(tmp_path: Path) -> None:
         assert 1.0 <= table.loc[ranks, "ratio_over_ideal"] < 1.3
         assert table.loc[ranks, "peak_mem_mb_ours"] == table.loc[ranks, "peak_mem_mb_smallest_rank"]
     assert table["time_s_ours"].gt(0).all() and table["peak_mem_mb_paper"].isna().all()
+    # the analytic activation-size estimate agrees with the measurement within 10 %
+    relative = (table["peak_mem_mb_estimate"] - table["peak_mem_mb_ours"]).abs() / table["peak_mem_mb_ours"]
+    assert relative.lt(0.10).all(), relative

@@ -43,6 +43,7 @@ def measure_rank(
                         subimage_size=(subimage_size, subimage_size))
     if not isinstance(model, DDUNetBase):
         raise TypeError(f"{spec} is not a DDU-Net; only DDU-Nets split across ranks")
+    base = model
     model = DistributedDDUNet(model.to(ctx.device), ctx).eval()
     grid = model.grid(height, width)
     n_local = grid[0] * grid[1] // ctx.world_size
@@ -53,6 +54,7 @@ def measure_rank(
             return model.forward_local(tiles, 1, grid)
 
     memory = peak_memory(forward, ctx.device, external=[model, tiles])
+    estimate = activation_estimate(base, subimage_size, grid, n_local)
     for _ in range(warmup):
         forward()
     times = []
@@ -72,6 +74,7 @@ def measure_rank(
         "subimages_per_rank": n_local,
         "peak_mem_bytes": memory["peak_bytes"],
         "memory_method": memory["method"],
+        "estimate_bytes": estimate,
         "time_median_s": statistics.median(times),
         "time_q1_s": quartiles[0],
         "time_q3_s": quartiles[2],
@@ -80,6 +83,24 @@ def measure_rank(
         "device": str(ctx.device),
         "backend": ctx.backend,
     }
+
+
+def activation_estimate(model: DDUNetBase, subimage_size: int, grid: tuple[int, int], n_local: int) -> int | None:
+    """Predicted peak for ``n_local`` stacked subimages from the analytic memory model (U-Net DDU-Nets).
+
+    weights + n_local x the activations of one subimage alone + once the extra of stitching the whole
+    grid's coarse-network maps. Stacking subimages shifts where the peak falls, so this is an estimate.
+    """
+    from ..analysis.memory_model import memory_model
+    from ..models import DDUNet
+
+    if not isinstance(model, DDUNet):
+        return None
+    size = (subimage_size, subimage_size)
+    alone = memory_model(model, size, (1, 1)).inference_peak_bytes
+    stitched = memory_model(model, size, grid).inference_peak_bytes
+    weights = memory_model(model, size, (1, 1)).model_bytes
+    return weights + n_local * (alone - weights) + (stitched - alone)
 
 
 def gather_records(record: dict[str, Any]) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ def scaling_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     rows = frame.groupby(keys).agg(
         peak_mem_mb_ours=("peak_mem_bytes", lambda b: b.max() / 2**20),
         peak_mem_mb_smallest_rank=("peak_mem_bytes", lambda b: b.min() / 2**20),
+        peak_mem_mb_estimate=("estimate_bytes", lambda b: None if b.isna().all() else b.max() / 2**20),
         time_s_ours=("time_median_s", "max"),
         time_s_q1=("time_q1_s", "max"),
         time_s_q3=("time_q3_s", "max"),
@@ -43,9 +44,10 @@ def scaling_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     rows["ideal_ratio"] = 1 / rows["P"]
     rows["ratio_over_ideal"] = rows["mem_ratio_vs_1_rank"] / rows["ideal_ratio"]
     rows["note"] = ("random weights, batch 1, inference mode; time = median of the slowest rank between barriers; "
-                    "peak memory = largest rank (method in the sidecar); paper values: journal Table 7 on V100S GPUs "
+                    "peak memory = largest rank (method in the sidecar); estimate = weights + subimages per rank x one "
+                    "subimage's activations from the analytic memory model (U-Net DDU-Nets); paper values: journal Table 7 on V100S GPUs "
                     "(CUDA allocator), ours on this machine's devices")
-    rows = rows.round({"peak_mem_mb_ours": 3, "peak_mem_mb_smallest_rank": 3})
+    rows = rows.round({"peak_mem_mb_ours": 3, "peak_mem_mb_smallest_rank": 3, "peak_mem_mb_estimate": 3})
     rows = rows.round({c: 6 for c in ("time_s_ours", "time_s_q1", "time_s_q3")})
     rows = rows.round({"mem_ratio_vs_1_rank": 4, "ratio_over_ideal": 4, "ideal_ratio": 4})
     return rows.sort_values(["spec", "height_px", "width_px", "P"]).reset_index(drop=True)
