@@ -95,6 +95,12 @@ def test_training_steps_match_single_process(tiny_dataset: Path, tmp_path: Path)
     assert spread["metadata"]["world_size"] == 3 and spread["epoch"] == single["epoch"] == 2
     for name, tensor in single["model"].items():
         torch.testing.assert_close(spread["model"][name], tensor, atol=1e-9, rtol=0, msg=name)
+    # the distributed checkpoint is an ordinary single-process DDU-Net checkpoint
+    from ddubench.models import DDUNet
+    from ddubench.training.checkpoint import model_from_checkpoint
+
+    model, _ = model_from_checkpoint(tmp_path / "dist/best.pt")
+    assert type(model) is DDUNet
 
 
 def test_failing_rank_gives_clear_errors_and_intact_checkpoints(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 Each measurement job launches torchrun with P ranks: gloo on the CPU, or one GPU per rank with NCCL. Its
 resources say what it occupies (`gpu`, `nodes`, `tasks`, `cpus_per_task`), so the SLURM profile
-(profiles/slurm) requests exactly that; locally the ranks share the cores Snakemake gives the job.
+(profiles/slurm) requests exactly that. Locally a measurement job takes every core, so no other job
+disturbs its timings; the ranks use `threads_per_rank` torch threads each.
 """
 
 
@@ -59,7 +60,7 @@ rule scaling_measure:
         cfg=scaling_config,
         bench=scaling_benchmark,
         resolutions=lambda wildcards: " ".join(scaling_benchmark(wildcards)["resolutions"]),
-    threads: lambda wildcards: int(wildcards.ranks) * scaling_config(wildcards)["threads_per_rank"]
+    threads: workflow.cores  # nothing runs beside a timing job; the ranks' own threads are set below
     resources:
         gpu=scaling_gpus,
         nodes=scaling_nodes,
