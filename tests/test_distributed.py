@@ -73,26 +73,30 @@ def test_local_batchnorm_differs_in_training_but_not_in_eval(tmp_path: Path) -> 
     torch.testing.assert_close(results[0][1][1]["logits"], eval_ref["logits"], atol=TOL, rtol=0)
 
 
-def test_training_steps_match_single_process(tiny_dataset: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_training_steps_match_single_process(world_size: int, tmp_path: Path) -> None:
     from ddubench.training.checkpoint import load_checkpoint
     from ddubench.training.run import train_model
     from ddubench.training.trainer import TrainConfig
 
+    from conftest import write_tiny_dataset
+
+    dataset = write_tiny_dataset(tmp_path / "k4", k=4)
     config = dict(lr=0.01, max_epochs=2, min_epochs=0, batch_size=8, eval_batch_size=16, dropout=0.0, seed=3)
     spec = "ddunet_D3_F4_CY"
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        train_model(spec, tiny_dataset, tmp_path / "single", TrainConfig(**config), tmp_path / "single.json",
+        train_model(spec, dataset, tmp_path / "single", TrainConfig(**config), tmp_path / "single.json",
                     progress=False)
     finally:
         torch.set_default_dtype(previous)
-    results = run_ranks(3, workers.train_distributed_float64, spec, str(tiny_dataset), str(tmp_path / "dist"),
+    results = run_ranks(world_size, workers.train_distributed_float64, spec, str(dataset), str(tmp_path / "dist"),
                         str(tmp_path / "dist.json"), config, tmp=tmp_path)
     assert all(status == "ok" for status, _ in results), results
     single = load_checkpoint(tmp_path / "single/best.pt")
     spread = load_checkpoint(tmp_path / "dist/best.pt")
-    assert spread["metadata"]["world_size"] == 3 and spread["epoch"] == single["epoch"] == 2
+    assert spread["metadata"]["world_size"] == world_size and spread["epoch"] == single["epoch"] == 2
     for name, tensor in single["model"].items():
         torch.testing.assert_close(spread["model"][name], tensor, atol=1e-9, rtol=0, msg=name)
     # the distributed checkpoint is an ordinary single-process DDU-Net checkpoint
