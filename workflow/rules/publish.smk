@@ -6,8 +6,8 @@ PUBLISH_FROM = config["publish_from"]
 
 rule publish_table:
     input:
-        csv=ancient(f"results/{PUBLISH_FROM}/{{name}}.csv"),
-        meta=ancient(f"results/{PUBLISH_FROM}/{{name}}.meta.json"),
+        csv=f"results/{PUBLISH_FROM}/{{name}}.csv",
+        meta=f"results/{PUBLISH_FROM}/{{name}}.meta.json",
     output:
         csv="results/{name}.csv",
         meta="results/{name}.meta.json",
@@ -17,7 +17,7 @@ rule publish_table:
 
 rule publish_figure:
     input:
-        ancient(f"figures/{PUBLISH_FROM}/{{name}}.pdf"),
+        f"figures/{PUBLISH_FROM}/{{name}}.pdf",
     output:
         "figures/{name}.pdf",
     shell:

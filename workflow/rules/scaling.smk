@@ -77,7 +77,7 @@ rule scaling_measure:
 
 rule scaling_table:
     input:
-        ancient(scaling_jsons),
+        scaling_jsons,
     output:
         "results/{run}/scaling_{device}.csv",
         "results/{run}/scaling_{device}.meta.json",

@@ -33,7 +33,7 @@ rule throughput_measure:
 
 rule throughput_table:
     input:
-        ancient(throughput_jsons),
+        throughput_jsons,
     output:
         "results/{run}/train_throughput.csv",
         "results/{run}/train_throughput.meta.json",

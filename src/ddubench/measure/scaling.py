@@ -31,14 +31,15 @@ def _synchronize(ctx: DistContext) -> None:
 
 def measure_rank(
     spec: str, height: int, width: int, ctx: DistContext, subimage_size: int = 32, warmup: int = 2,
-    repeats: int = 5, seed: int = 0,
+    repeats: int = 5, seed: int = 0, in_channels: int | None = None, num_classes: int | None = None,
 ) -> dict[str, Any]:
     """This rank's peak inference memory and the forward times for one (height x width) image.
 
-    Input channels and classes are those of the data the model is built for (``ModelSpec.io``).
+    Input channels and classes default to those of the data the model is built for (``ModelSpec.io``).
     """
     torch.manual_seed(seed)
-    in_channels, num_classes = ModelSpec.parse(spec).io
+    default_in, default_classes = ModelSpec.parse(spec).io
+    in_channels, num_classes = in_channels or default_in, num_classes or default_classes
     model = build_model(spec, in_channels=in_channels, num_classes=num_classes,
                         subimage_size=(subimage_size, subimage_size))
     if not isinstance(model, DDUNetBase):
