@@ -326,7 +326,8 @@ def cmd_receptive_field(args: argparse.Namespace) -> None:
 
     spec = ModelSpec.parse(args.model)
     size = args.subimage_size
-    model = build_model(spec, in_channels=1, num_classes=3, subimage_size=(size, size))
+    in_channels, num_classes = spec.io
+    model = build_model(spec, in_channels=in_channels, num_classes=num_classes, subimage_size=(size, size))
     rf = receptive_field(model)
 
     def px(value: tuple[int, int]) -> str:

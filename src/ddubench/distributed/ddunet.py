@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..data.tiling import grid_shape, split_subimages, stitch_subimages
-from ..models.ddunet import DDUNetBase
+from ..models.ddunet import DDUNetBase, replace_shared_maps
 from .batchnorm import convert_batchnorm
 from .collectives import gather_batch
 from .runtime import DistContext, owned_subimages
@@ -72,20 +72,15 @@ class DistributedDDUNet(nn.Module):
         return self.local_tiles(masks)
 
     def _exchange(self, bottleneck: torch.Tensor, batch: int, grid: tuple[int, int]) -> torch.Tensor:
-        if self.coarse is None:
-            return bottleneck
-        keep, shared = bottleneck[:, : -self.features], bottleneck[:, -self.features :]
-        if self.communicate:
-            n_local = shared.shape[0] // batch
-            local = shared.reshape(batch, n_local, *shared.shape[1:])
+        def communicate(shared: torch.Tensor) -> torch.Tensor:
+            local = shared.reshape(batch, -1, *shared.shape[1:])
             gathered = gather_batch(local.transpose(0, 1).contiguous())  # (n, B, F, b, b) in rank order
             everything = gathered.transpose(0, 1).reshape(-1, *shared.shape[1:])
             mixed = split_subimages(self.coarse(stitch_subimages(everything, grid)), grid)
             own = owned_subimages(grid[0] * grid[1], self.ctx)
-            shared = mixed.reshape(batch, -1, *shared.shape[1:])[:, own].reshape(-1, *shared.shape[1:])
-        else:
-            shared = self.coarse(shared)
-        return torch.cat([keep, shared], dim=1)
+            return mixed.reshape(batch, -1, *shared.shape[1:])[:, own].reshape(-1, *shared.shape[1:])
+
+        return replace_shared_maps(self, bottleneck, communicate)
 
     def forward_local(self, tiles: torch.Tensor, batch: int, grid: tuple[int, int]) -> torch.Tensor:
         """Logits of this rank's subimages, given only them (what a memory-frugal loader would feed)."""

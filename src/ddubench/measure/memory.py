@@ -16,7 +16,7 @@ from torch import nn
 
 from ..data.tiling import split_subimages, stitch_subimages
 from ..errors import DdubenchError
-from ..models.ddunet import DDUNet
+from ..models.ddunet import DDUNet, replace_shared_maps
 
 CUDA_METHOD = "torch.cuda.max_memory_allocated on the device (peak statistics reset before the run)"
 CPU_METHOD = (
@@ -86,13 +86,8 @@ def ddunet_rank_forward(
 def _exchange(
     model: DDUNet, bottleneck: torch.Tensor, others: Sequence[torch.Tensor], grid: tuple[int, int], rank: int
 ) -> torch.Tensor:
-    if model.coarse is None:
-        return bottleneck
-    keep, shared = bottleneck[:, : -model.features], bottleneck[:, -model.features :]
-    if model.communicate:
+    def communicate(shared: torch.Tensor) -> torch.Tensor:
         gathered = torch.cat([*others[:rank], shared, *others[rank:]])
-        mixed = split_subimages(model.coarse(stitch_subimages(gathered, grid)), grid)
-        shared = mixed[rank : rank + 1]
-    else:
-        shared = model.coarse(shared)
-    return torch.cat([keep, shared], dim=1)
+        return split_subimages(model.coarse(stitch_subimages(gathered, grid)), grid)[rank : rank + 1]
+
+    return replace_shared_maps(model, bottleneck, communicate)

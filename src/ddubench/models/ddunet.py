@@ -11,6 +11,8 @@ encoder-decoder; :class:`DDUNet` is the paper's U-Net variant, ``resnet_ddunet``
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -18,6 +20,23 @@ from ..data.tiling import grid_shape, split_subimages, stitch_subimages
 from ..errors import ModelSpecError
 from .coarse import CoarseNetwork
 from .unet import UNetDecoder, UNetEncoder, channel_widths, init_he
+
+
+def replace_shared_maps(
+    model: nn.Module, bottleneck: torch.Tensor, communicate: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """Put the coarse network's output in place of the last F bottleneck channels.
+
+    ``model`` has ``coarse``, ``features`` and ``communicate`` (a DDU-Net, or one rank's share of it).
+    With C = Y, ``communicate(shared)`` runs the coarse network over the maps of all subimages (however
+    they are brought together: stacked in one process, or gathered across ranks) and returns this
+    batch's share; with C = N the coarse network sees each subimage alone. F = 0 leaves the bottleneck as is.
+    """
+    if model.coarse is None:
+        return bottleneck
+    keep, shared = bottleneck[:, : -model.features], bottleneck[:, -model.features :]
+    shared = communicate(shared) if model.communicate else model.coarse(shared)
+    return torch.cat([keep, shared], dim=1)
 
 
 class DDUNetBase(nn.Module):
@@ -47,14 +66,9 @@ class DDUNetBase(nn.Module):
 
     def exchange(self, bottleneck: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """Replace the last F bottleneck channels of every subimage by the coarse network's output."""
-        if self.coarse is None:
-            return bottleneck
-        keep, shared = bottleneck[:, : -self.features], bottleneck[:, -self.features :]
-        if self.communicate:
-            shared = split_subimages(self.coarse(stitch_subimages(shared, grid)), grid)
-        else:
-            shared = self.coarse(shared)
-        return torch.cat([keep, shared], dim=1)
+        return replace_shared_maps(
+            self, bottleneck, lambda shared: split_subimages(self.coarse(stitch_subimages(shared, grid)), grid)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         grid = self.grid(x)
