@@ -2,7 +2,7 @@
 
 from .coarse import CoarseNetwork
 from .ddunet import DDUNet
-from .registry import MODELS, ModelSpec, build_model, register_model
+from .registry import MODELS, ModelSpec, build_model, register_model, register_spec_key
 from .unet import UNet, UNetDecoder, UNetEncoder
 
 __all__ = [
@@ -15,4 +15,5 @@ __all__ = [
     "UNetEncoder",
     "build_model",
     "register_model",
+    "register_spec_key",
 ]

@@ -44,7 +44,18 @@ SPEC_KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "R": ("resnet", int, str),
     "B": ("frozen_bn", _frozen_bn, lambda v: v[0].upper()),
 }
-_KWARG_TO_KEY = {kwarg: key for key, (kwarg, _, _) in SPEC_KEYS.items()}
+
+
+def register_spec_key(letter: str, kwarg: str, parse: Callable[[str], Any], fmt: Callable[[Any], str] = str) -> None:
+    """Add a spec key letter for a model module's own hyperparameter (e.g. a baseline's patch size).
+
+    Registering the same letter again is allowed only for the same keyword argument.
+    """
+    if not re.fullmatch(r"[A-Z]", letter):
+        raise ValueError(f"spec key must be one upper-case letter, not {letter!r}")
+    if letter in SPEC_KEYS and SPEC_KEYS[letter][0] != kwarg:
+        raise ValueError(f"spec key {letter!r} already means {SPEC_KEYS[letter][0]!r}, not {kwarg!r}")
+    SPEC_KEYS[letter] = (kwarg, parse, fmt)
 
 
 @dataclass(frozen=True)

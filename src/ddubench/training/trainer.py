@@ -181,7 +181,7 @@ class Trainer:
         for images, masks in bar:
             images, masks = images.to(self.device), masks.to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.loss(self.model(images), masks, train.ignore_index)
+            loss = self.training_loss(images, masks, train.ignore_index)
             loss.backward()
             self.parallel.after_backward(self.model)
             self.optimizer.step()
@@ -191,6 +191,19 @@ class Trainer:
             bar.set_postfix(loss=f"{loss.item():.4f}")
         self.steps += batches
         return total / max(batches, 1)
+
+    def training_loss(self, images: torch.Tensor, masks: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
+        """Loss of one training batch: the model's own ``training_loss`` if it defines one, else the dice loss.
+
+        Baselines whose training differs from plain dice on the model output (random patching trains on
+        crops, downsampling at a lower resolution, GLNet with focal and auxiliary losses) define
+        ``training_loss(images, masks, ignore_index, dice)`` where ``dice(logits, masks)`` is this
+        trainer's dice loss; everything else (optimiser, schedule, checkpoints, metrics) stays shared.
+        """
+        custom = getattr(self.model, "training_loss", None)
+        if custom is None:
+            return self.loss(self.model(images), masks, ignore_index)
+        return custom(images, masks, ignore_index, lambda logits, target: self.loss(logits, target, ignore_index))
 
     def loss(self, logits: torch.Tensor, masks: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
         """Dice loss of the global batch (per-class sums reduced over processes before the ratio)."""
