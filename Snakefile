@@ -25,10 +25,13 @@ include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/deepglobe.smk"
+include: "workflow/rules/deepglobe_baselines.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/scaling.smk"
+include: "workflow/rules/table7.smk"
 include: "workflow/rules/throughput.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/cnn_dnn.smk"
 include: "workflow/rules/publish.smk"
 
 

@@ -24,12 +24,14 @@ MINIMAL = {
     "seeds": [0],
     "synthetic": {"rule": "journal", "subimage_size": 32, "counts": {"train": 8, "val": 4, "test": 4}, "ks": [2]},
     "fig9": {"depth": 3, "features": [0, 4]},
+    "fig10": {"depths": [2], "features": 4, "k": 2, "examples": 1},
     "fig11": {"test_k": 2},
     "predictions": {"k": 2, "models": ["unet_D3"], "examples": 2},
     "training": {"lr": 0.008, "max_epochs": 2, "min_epochs": 0, "early_stopping_patience": 1, "lr_patience": 1,
                  "batch_size": 8, "dropout": 0.1},
     "scaling": {"benchmarks": [{"model": "ddunet_D3_F16_CY", "subimage_size": 32, "resolutions": ["32x64"]}],
                 "ranks": [1, 2], "device": "cpu"},
+    "table7": {"rows": [{"id": "ddunet_r18_1x1", "model": "resnetddunet_R18_F256_CY"}]},
     "throughput": {"models": ["ddunet_D3_F16_CY"], "ks": [2]},
 }
 

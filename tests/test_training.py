@@ -249,3 +249,18 @@ def test_resume_restores_a_lost_best_checkpoint(
     assert best["epoch"] == summary["result"]["best_epoch"] == last["best_epoch"] <= 2
     for name, tensor in last["best_model"].items():
         assert torch.equal(best["model"][name], tensor), name
+
+
+def test_compiled_forward_matches_eager_and_shares_parameters() -> None:
+    """`train --compile` runs the same model: outputs equal eager ones and the weights are the same tensors."""
+    from ddubench.models import build_model
+    from ddubench.training.speed import compiled
+
+    torch.manual_seed(0)
+    model = build_model("ddunet_D2_F2_CY", in_channels=1, num_classes=3, subimage_size=(16, 16)).eval()
+    images = torch.rand(2, 1, 16, 32)
+    fast = compiled(model)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(images), model(images), rtol=1e-4, atol=1e-5)
+    assert {id(p) for p in fast.parameters()} == {id(p) for p in model.parameters()}
+    assert set(model.state_dict()) == {key.removeprefix("_orig_mod.") for key in fast.state_dict()}

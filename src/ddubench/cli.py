@@ -94,7 +94,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     def train(ctx=None) -> dict:
         device = ctx.device if ctx else resolve_device(args.device)
         return train_model(args.model, args.data, args.run_dir, config, args.summary,
-                           device=device, progress=not args.no_progress, ctx=ctx, bn=args.bn)
+                           device=device, progress=not args.no_progress, ctx=ctx, bn=args.bn,
+                           compile_model=args.compile, amp=args.amp, weights=args.weights,
+                           subimage=args.subimage, init_from=args.init_from)
 
     if args.distributed:
         from .distributed.runtime import distributed
@@ -115,7 +117,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     _threads(args.threads)
     record = evaluate_checkpoint(args.checkpoint, args.data, args.out, batch_size=args.batch_size,
-                                 device=resolve_device(args.device), progress=not args.no_progress)
+                                 device=resolve_device(args.device), progress=not args.no_progress,
+                                 subimage=args.subimage)
     iou = ", ".join(f"{name} {value:.4f}" for name, value in record["scores"]["iou"].items() if value is not None)
     print(f"{record['label']} on k={record['test_k']}: IoU {iou}; mIoU {record['scores']['miou']:.4f}")
 
@@ -126,6 +129,33 @@ def cmd_predictions(args: argparse.Namespace) -> None:
     _threads(args.threads)
     prediction_figure(args.checkpoints, args.data, args.examples, args.pdf, args.csv)
     print(f"wrote {args.pdf} and {args.csv}")
+
+
+def cmd_deepglobe_predictions(args: argparse.Namespace) -> None:
+    from .report.deepglobe_figures import prediction_figures
+
+    if len(args.subimages) != len(args.checkpoints):
+        raise DdubenchError(f"--subimages has {len(args.subimages)} entries for {len(args.checkpoints)} --checkpoints; "
+                            "give one (whole, own or a side in px) per checkpoint")
+    _threads(args.threads)
+    prediction_figures(args.checkpoints, args.subimages, args.data, args.examples, args.pdf14, args.csv14,
+                       args.pdf15, args.csv15, device=resolve_device(args.device))
+    print(f"wrote {args.pdf14}, {args.pdf15} and their CSVs")
+
+
+def cmd_examples(args: argparse.Namespace) -> None:
+    from .report import deepglobe_figures
+
+    draw = deepglobe_figures.synthetic_examples if args.kind == "synthetic" else deepglobe_figures.deepglobe_examples
+    draw(args.data, args.examples, args.pdf, args.csv)
+    print(f"wrote {args.pdf} and {args.csv}")
+
+
+def _subimage_choice(text: str) -> str:
+    """``whole``, ``own`` or a subimage side in pixels."""
+    if text in ("whole", "own") or text.isdigit():
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not whole, own or a subimage side in pixels")
 
 
 def _write_table(frame, out: str, config_file: str | None, started: str, clock: float, **extra) -> None:
@@ -164,15 +194,28 @@ def _analysis_table(args: argparse.Namespace) -> tuple[object, dict]:
                    "extra": {"setup": rf_memory.FIG7_SETUP}}
 
 
-DEEPGLOBE_TABLES = ("table3", "table9")
+DEEPGLOBE_TABLES = ("table3", "table9", "table6", "fig13")
 
 
 def _deepglobe_table(args: argparse.Namespace) -> tuple[object, dict]:
-    """Journal Table 3 (class pixels of the prepared data in --data) and Table 9 (from the modules)."""
+    """Journal Tables 3 (class pixels of --data), 9 (modules), 6 (--config) and Fig. 13 (--evals, --config)."""
     from pathlib import Path
 
+    from .config import load_config
+    from .io import read_json
     from .report import deepglobe_tables
 
+    if args.name in ("table6", "fig13"):
+        if not args.config or (args.name == "fig13" and not args.evals):
+            raise DdubenchError(f"{args.name} needs --config (the run's config)"
+                                + (" and --evals (the Fig. 13 grid's eval JSON files)" if args.name == "fig13" else ""))
+        config = load_config(args.config)
+        if args.name == "table6":
+            return deepglobe_tables.table6(config["deepglobe"]), {}
+        records = [read_json(path) for path in args.evals]
+        return deepglobe_tables.fig13_table(records, config), {
+            "inputs": list(args.evals), "method": "mIoU over the six land-cover classes (unknown excluded) from "
+                                                  "each evaluation's confusion matrix; mean and std (n - 1) over seeds"}
     if args.name == "table9":
         return deepglobe_tables.table9(), {"method": "parameters counted on the ddubench ResNet DDU-Net modules "
                                            "(torch numel, BN buffers excluded); feature-map sizes from a shape-only "
@@ -181,6 +224,50 @@ def _deepglobe_table(args: argparse.Namespace) -> tuple[object, dict]:
         raise DdubenchError("table3 needs --data: the prepared DeepGlobe folder (with manifest.json)")
     return deepglobe_tables.table3(args.data), {"inputs": [str(Path(args.data) / "manifest.json")],
                                                 "extra": {"data": deepglobe_tables.data_record(args.data)}}
+
+
+BASELINE_TABLES = ("table1", "table2")
+
+
+def _baseline_table(args: argparse.Namespace) -> tuple[object, dict]:
+    """Journal Tables 1 and 2 from the patching/downsampling runs' train.json and eval_<split>.json records."""
+    from .config import load_config
+    from .report import baseline_tables
+
+    if not args.evals or not args.config:
+        raise DdubenchError(f"{args.name} needs --evals (the train.json and eval_<split>.json records of its runs) "
+                            "and --config (the run's config)")
+    config = load_config(args.config)
+    splits = baseline_tables.needed_splits(config["deepglobe"]["training"]["select_on"])
+    frame = baseline_tables.baseline_table(args.name, baseline_tables.read_runs(args.evals, splits), config)
+    return frame, {"inputs": list(args.evals), "method": "mIoU over the six land-cover classes (unknown excluded) "
+                                                         "from each evaluation record's confusion matrix"}
+
+
+def _table7(args: argparse.Namespace) -> tuple[object, dict]:
+    """Journal Table 7 from the measurement JSONs (one per row, named <row>.json) and test evaluations."""
+    from pathlib import Path
+
+    from .config import load_config
+    from .io import read_json
+    from .report.table7 import table7
+
+    if not args.config or not args.evals:
+        raise DdubenchError("table7 needs --config (its table7.rows) and --evals (the rows' measurement JSONs, "
+                            "results/<run>/table7/<row>.json)")
+    cfg = load_config(args.config)["table7"]
+    measured = {Path(path).stem: read_json(path)["records"] for path in args.evals}
+    missing = [row["id"] for row in cfg["rows"] if row["id"] not in measured]
+    if missing:
+        raise DdubenchError(f"table7: no measurement JSON for rows {', '.join(missing)}; pass "
+                            "results/<run>/table7/<row>.json for every row of the config")
+    scores = [read_json(path) for path in args.scores or []]
+    first = next(iter(measured.values()))[0]
+    setting = (f"ours: random weights, batch 1, {cfg['resolution']}x{cfg['resolution']} image, inference mode, "
+               f"{cfg['threads']} torch threads per device on {first['device']}, mean and std of {cfg['repeats']} "
+               f"passes after {cfg['warmup']} warm-up; paper: V100S GPUs (CUDA allocator)")
+    frame = table7(cfg["rows"], measured, scores, cfg["miou_reason"], setting)
+    return frame, {"inputs": list(args.evals) + list(args.scores or []), "method": first["memory_method"]}
 
 
 def cmd_table(args: argparse.Namespace) -> None:
@@ -194,6 +281,10 @@ def cmd_table(args: argparse.Namespace) -> None:
         frame, extra = _analysis_table(args)
     elif args.name in DEEPGLOBE_TABLES:
         frame, extra = _deepglobe_table(args)
+    elif args.name in BASELINE_TABLES:
+        frame, extra = _baseline_table(args)
+    elif args.name == "table7":
+        frame, extra = _table7(args)
     elif args.name == "table8":
         frame = tables.table8()
         extra = {"method": "parameters counted on the ddubench modules (torch numel, BN buffers excluded)"}
@@ -222,9 +313,12 @@ def cmd_table(args: argparse.Namespace) -> None:
         if not args.evals or not args.config:
             raise DdubenchError(f"{args.name} needs --evals (the evaluation JSON files) and --config (the run's config)")
         records = [read_json(path) for path in args.evals]
-        reference = paper.FIG9_LINE_IOU if args.name == "fig9" else paper.FIG11_LINE_IOU
         note = tables.scale_note(load_config(args.config))
-        frame = tables.line_iou_grid(records, reference, depth=paper.FIG9_DEPTH, note=note)
+        if args.name == "fig10":
+            frame = tables.depth_table(records, note)
+        else:
+            reference = paper.FIG9_LINE_IOU if args.name == "fig9" else paper.FIG11_LINE_IOU
+            frame = tables.line_iou_grid(records, reference, depth=paper.FIG9_DEPTH, note=note)
         extra = {"inputs": list(args.evals)}
     _write_table(frame, args.out, args.config, started, clock, **extra)
 
@@ -242,6 +336,12 @@ def cmd_figure(args: argparse.Namespace) -> None:
         from .report.scaling import scaling_figure
 
         scaling_figure(args.csv, args.out)
+        print(f"wrote {args.out}")
+        return
+    if args.name == "fig13":
+        from .report.deepglobe_figures import fig13_figure
+
+        fig13_figure(args.csv, args.out)
         print(f"wrote {args.out}")
         return
 
@@ -269,8 +369,9 @@ def cmd_measure(args: argparse.Namespace) -> None:
         model = build_model(spec, in_channels=in_channels, num_classes=num_classes, subimage_size=size)
         print(f"{spec.label} ({spec}): {count_parameters(model)} parameters")
         return
-    record = measure_train_step(args.model, args.k, args.subimage_size, args.batch_size, args.warmup, args.repeats)
-    print(f"{record['label']}: training step, batch {args.batch_size}, k={args.k}: median "
+    record = measure_train_step(args.model, args.k, args.subimage_size, args.batch_size, args.warmup, args.repeats,
+                                compile_model=args.compile)
+    print(f"{record['label']} ({record['mode']}): training step, batch {args.batch_size}, k={args.k}: median "
           f"{record['step_time_median_s'] * 1e3:.1f} ms (IQR {record['step_time_q1_s'] * 1e3:.1f}-"
           f"{record['step_time_q3_s'] * 1e3:.1f} ms), {record['images_per_s']:.1f} images/s, "
           f"{torch.get_num_threads()} threads")
@@ -280,6 +381,22 @@ def cmd_measure(args: argparse.Namespace) -> None:
 
         write_json(args.out, {**record, "provenance": provenance(method="time.perf_counter around forward, "
                                                                         "dice loss, backward, Adam step")})
+
+
+def cmd_inference(args: argparse.Namespace) -> None:
+    from .io import write_json
+    from .measure.inference import measure_model
+    from .provenance import provenance, utc_now
+
+    _threads(args.threads)
+    started, clock = utc_now(), time.perf_counter()
+    height, width = args.resolution
+    record = measure_model(args.model, height, width, resolve_device(args.device), args.subimage_size,
+                           warmup=args.warmup, repeats=args.repeats)
+    write_json(args.out, {"records": [record], "provenance": provenance(
+        started=started, wall_time_s=time.perf_counter() - clock, method=record["memory_method"])})
+    print(f"{record['label']} {height}x{width}: {record['params']} parameters, "
+          f"{record['peak_mem_bytes'] / 2**20:.1f} MB peak, {record['time_mean_s']:.3f} +- {record['time_std_s']:.3f} s")
 
 
 def cmd_scaling(args: argparse.Namespace) -> None:
@@ -342,6 +459,18 @@ def cmd_receptive_field(args: argparse.Namespace) -> None:
         reach = ("on finite subimages the coarse network still reaches across them"
                  if model.coarse is not None and model.communicate else f"capped at {size} px on {size} px subimages")
         print(f"  for one infinitely large subimage (the paper's upper bound); {reach}")
+
+
+def cmd_cnn_dnn_classification(args: argparse.Namespace) -> None:
+    from baselines.cnn_dnn_classification import write_classification_table
+
+    from .config import load_config
+
+    _threads(args.threads)
+    config = load_config(args.config)
+    write_classification_table(config["cnn_dnn"], args.out, config=config, config_file=args.config,
+                               device=resolve_device(args.device), progress=not args.no_progress)
+    print(f"wrote {args.out}")
 
 
 def cmd_validate_config(args: argparse.Namespace) -> None:
@@ -425,6 +554,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "(torchrun --nproc-per-node P -m ddubench train --distributed ...)")
     p.add_argument("--bn", choices=["sync", "local"], default="sync",
                    help="distributed BatchNorm statistics: over all ranks (exactly one device's training) or per rank")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model in channels-last layout (single process; ~2x faster CPU steps "
+                        "after 15-45 s of compilation)")
+    p.add_argument("--amp", choices=["off", "on", "auto"], default="off",
+                   help="mixed precision (float16 autocast + GradScaler): auto = on CUDA only, float32 on the CPU")
+    p.add_argument("--weights", metavar="PATH",
+                   help="local torchvision ImageNet state-dict file for a resnetddunet encoder (never downloaded)")
+    p.add_argument("--subimage", type=int, metavar="N",
+                   help="train on N x N subimages instead of the dataset's subimage size (kept in the checkpoint)")
+    p.add_argument("--init-from", metavar="PATH",
+                   help="start from the weights of this checkpoint, loaded non-strictly (e.g. GLNet's previous "
+                        "stage); unmatched keys are listed in the summary")
     _add_runtime(p)
 
     p = add("evaluate", cmd_evaluate, "Score a checkpoint on a test split (confusion matrix -> IoU per class, mIoU).")
@@ -432,6 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="test split, e.g. data/.../k6/test.npz or data/.../deepglobe/test")
     p.add_argument("--out", required=True, help="evaluation JSON to write")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--subimage", type=int, metavar="N",
+                   help="apply the model to N x N subimages instead of its training subimage size")
     _add_runtime(p)
 
     p = add("predictions", cmd_predictions, "Qualitative figure: inputs, ground truth and predictions of several models.")
@@ -442,18 +585,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", required=True, help="per-example line IoU of each model")
     _add_runtime(p)
 
+    p = add("deepglobe-predictions", cmd_deepglobe_predictions,
+            "Journal Figs. 14/15: DeepGlobe test crops, true masks, predictions and error maps of several models.")
+    p.add_argument("--checkpoints", nargs="+", required=True)
+    p.add_argument("--subimages", nargs="+", type=_subimage_choice, required=True,
+                   help="per checkpoint: whole (the whole crop), own (its training subimages) or a side in px")
+    p.add_argument("--data", required=True, help="prepared DeepGlobe split folder, e.g. data/cpu/deepglobe/test")
+    p.add_argument("--examples", type=int, default=2)
+    p.add_argument("--pdf14", required=True)
+    p.add_argument("--csv14", required=True, help="what Fig. 14 drew, with each example's mIoU per model")
+    p.add_argument("--pdf15", required=True)
+    p.add_argument("--csv15", required=True, help="what Fig. 15 drew, with correct/wrong/unknown pixels")
+    _add_runtime(p)
+
+    p = add("examples", cmd_examples,
+            "Journal Figs. 5/6: example images and masks (synthetic with red subimage borders, or DeepGlobe crops).")
+    p.add_argument("kind", choices=["synthetic", "deepglobe"])
+    p.add_argument("--data", required=True, help="synthetic test.npz, or a prepared DeepGlobe split folder")
+    p.add_argument("--examples", type=int, default=2)
+    p.add_argument("--pdf", required=True)
+    p.add_argument("--csv", required=True, help="which examples were drawn, with class pixel counts")
+
     p = add("table", cmd_table, "Build a results table CSV (+ .meta.json provenance sidecar).")
-    p.add_argument("name", choices=["table8", "table10", "fig9", "fig11", "scaling", "throughput", *ANALYSIS_TABLES,
-                                    *DEEPGLOBE_TABLES])
+    p.add_argument("name", choices=["table7", "table8", "table10", "fig9", "fig10", "fig11", "scaling", "throughput",
+                                    *ANALYSIS_TABLES,
+                                    *DEEPGLOBE_TABLES, *BASELINE_TABLES])
     p.add_argument("--data", help="prepared DeepGlobe folder with manifest.json (table3)")
     p.add_argument("--out", required=True)
     p.add_argument("--config", help="configuration file the table belongs to (recorded in the sidecar)")
-    p.add_argument("--evals", nargs="*", help="evaluation JSON files (fig9, fig11)")
+    p.add_argument("--evals", nargs="*", help="evaluation JSON files (fig9, fig10, fig11; table1/table2: "
+                   "train.json, eval_train.json, eval_test.json of every run)")
+    p.add_argument("--scores", nargs="*", help="table7: test evaluation JSONs of the rows' trained models")
     p.add_argument("--threads", type=int, default=None, help="torch threads for measurements (fig7)")
     p.add_argument("--device", help="device fig7 measures (cpu, cuda, cuda:N, auto; default: the config's fig7.device)")
 
     p = add("figure", cmd_figure, "Draw a figure PDF from its results CSV.")
-    p.add_argument("name", choices=["fig9", "fig11", "scaling", "fig7"])
+    p.add_argument("name", choices=["fig9", "fig11", "scaling", "fig7", "fig13"])
     p.add_argument("--csv", required=True)
     p.add_argument("--out", required=True)
 
@@ -466,7 +633,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--compile", action="store_true", help="step-time: time the torch.compile'd step (train --compile)")
     p.add_argument("--out", help="step-time: also write the record as JSON")
+
+    p = add("inference", cmd_inference,
+            "Peak memory and time of one model's forward pass on one image on one device (random weights, batch 1; "
+            "journal Table 7's one-device rows).")
+    p.add_argument("--model", required=True, help="model spec, e.g. resnetddunet_R18_F256_CY, glnet, fctl")
+    p.add_argument("--resolution", type=_resolution, required=True, help="HEIGHTxWIDTH of the image")
+    p.add_argument("--subimage-size", type=int, default=None, help="DDU-Net subimage side (default: whole image)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", required=True, help="JSON with the record (same shape as `ddubench scaling`)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
 
     p = add("scaling", cmd_scaling,
             "Per-rank inference peak memory and time of a DDU-Net split over the ranks of torchrun "
@@ -487,6 +667,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("compare", cmd_compare, "Compare a Fig. 9/11 results CSV with the paper (Markdown summary).")
     p.add_argument("csvs", nargs="+", help="e.g. results/fig9_heatmap.csv results/fig11_generalization.csv")
+
+    p = add("cnn-dnn-classification", cmd_cnn_dnn_classification,
+            "CNN-DNN image classification (seed 004 Tables 1-2): local CNNs, combiners, DNN, global CNN, "
+            "coherent and transfer variants -> CSV (+ .meta.json).")
+    p.add_argument("--config", required=True, help="configuration file whose cnn_dnn section is run")
+    p.add_argument("--out", required=True, help="CSV to write, e.g. results/cpu/cnn_dnn_classification.csv")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (small models: one is fastest)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--no-progress", action="store_true", help="no per-model log lines")
 
     p = add("validate-config", cmd_validate_config, "Check configuration files against the schema.")
     p.add_argument("configs", nargs="+")

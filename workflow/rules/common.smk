@@ -31,6 +31,7 @@ wildcard_constraints:
     test_k=r"\d+",
     seed=r"\d+",
     spec="[a-z]+(_[A-Z][A-Za-z0-9]+)*",
+    mode="eager|compiled",
     name="[^/]+",
 
 
@@ -81,9 +82,10 @@ def data_dir(run, k):
 
 def training_args(wildcards):
     """Hyperparameters of a run as `ddubench train` flags."""
-    training = run_config(wildcards.run)["training"]
+    training = dict(run_config(wildcards.run)["training"])
+    compile_flag = " --compile" if training.pop("compile", False) else ""
     flags = {key.replace("_", "-"): value for key, value in training.items()}
-    return " ".join(f"--{key} {value}" for key, value in flags.items())
+    return " ".join(f"--{key} {value}" for key, value in flags.items()) + compile_flag
 
 
 def synthetic_args(wildcards):
@@ -128,13 +130,48 @@ def prediction_data(wildcards):
     return {"data": f"{directory}/test.npz", "manifest": f"{directory}/manifest.json"}
 
 
+def fig10_specs(cfg):
+    """DDU-Net(D, F, Y) and U-Net(D) for every depth D of Fig. 10, in that order."""
+    grid = cfg["fig10"]
+    return [canonical(spec) for depth in grid["depths"]
+            for spec in (f"ddunet_D{depth}_F{grid['features']}_CY", f"unet_D{depth}")]
+
+
+def fig10_evals(wildcards):
+    """Evaluation JSONs of the Fig. 10 models on their own k, every seed."""
+    cfg = run_config(wildcards.run)
+    k = cfg["fig10"]["k"]
+    return [f"{run_dir(wildcards.run, k, spec, seed)}/eval_k{k}.json"
+            for spec in fig10_specs(cfg) for seed in cfg["seeds"]]
+
+
+def fig10_checkpoints(wildcards):
+    """Best checkpoints of the Fig. 10 models (first seed), drawn side by side."""
+    cfg = run_config(wildcards.run)
+    return [f"{run_dir(wildcards.run, cfg['fig10']['k'], spec, cfg['seeds'][0])}/best.pt" for spec in fig10_specs(cfg)]
+
+
+def fig10_data(wildcards):
+    """The test split the Fig. 10 examples come from."""
+    directory = data_dir(wildcards.run, run_config(wildcards.run)["fig10"]["k"])
+    return {"data": f"{directory}/test.npz", "manifest": f"{directory}/manifest.json"}
+
+
 def run_config_file(wildcards):
     return config_file(wildcards.run)
 
 
-TABLES = ["table8", "table10", "fig9_heatmap", "fig11_generalization", "fig8_predictions", "table4", "table5",
-          "fig7_memory", "table3", "table9", "train_throughput"]
-FIGURES = ["fig9_heatmap", "fig11_generalization", "fig8_predictions", "fig7_memory"]
+TABLES = ["table8", "table10", "fig9_heatmap", "fig10_depth", "fig10_predictions", "fig11_generalization",
+          "fig8_predictions", "table4", "table5", "fig7_memory", "table3", "table9", "train_throughput"]
+FIGURES = ["fig9_heatmap", "fig10_depth", "fig11_generalization", "fig8_predictions", "fig7_memory"]
+# DeepGlobe experiments (workflow/rules/deepglobe.smk): journal Table 6, Figs. 13, 14, 15 and examples Figs. 5, 6
+DEEPGLOBE_OUTPUTS = ["table6", "fig13_deepglobe", "fig14_predictions", "fig15_errors", "fig5_synthetic_examples",
+                     "fig6_deepglobe_examples"]
+TABLES += DEEPGLOBE_OUTPUTS
+FIGURES += DEEPGLOBE_OUTPUTS[1:]
+TABLES += ["table1", "table2"]  # journal Tables 1, 2: random patching, downsampling (deepglobe_baselines.smk)
+TABLES += ["table7"]  # journal Table 7: DDU-Net vs GLNet, FCtL and the other baselines (table7.smk)
+TABLES += ["cnn_dnn_classification"]  # CNN-DNN papers' Tables 1-2 shape (cnn_dnn.smk)
 
 
 def run_outputs(run):

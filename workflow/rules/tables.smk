@@ -57,6 +57,38 @@ rule fig11_table:
         "{DDUBENCH} table fig11 --config {params.config} --evals {input} --out {output[0]} > {log} 2>&1"
 
 
+rule fig10_table:
+    input:
+        fig10_evals,
+    output:
+        "results/{run}/fig10_depth.csv",
+        "results/{run}/fig10_depth.meta.json",
+    params:
+        config=run_config_file,
+    log:
+        "logs/{run}/fig10_table.log",
+    shell:
+        "{DDUBENCH} table fig10 --config {params.config} --evals {input} --out {output[0]} > {log} 2>&1"
+
+
+rule fig10_predictions:
+    input:
+        unpack(fig10_data),
+        checkpoints=fig10_checkpoints,
+    output:
+        csv="results/{run}/fig10_predictions.csv",
+        meta="results/{run}/fig10_predictions.meta.json",
+        pdf="figures/{run}/fig10_depth.pdf",
+    params:
+        examples=lambda wildcards: run_config(wildcards.run)["fig10"]["examples"],
+    threads: 1
+    log:
+        "logs/{run}/fig10_predictions.log",
+    shell:
+        "{DDUBENCH} predictions --checkpoints {input.checkpoints} --data {input.data}"
+        " --examples {params.examples} --pdf {output.pdf} --csv {output.csv} --threads {threads} > {log} 2>&1"
+
+
 rule predictions:
     input:
         unpack(prediction_data),

@@ -11,24 +11,26 @@ def throughput_config(wildcards):
 def throughput_jsons(wildcards):
     cfg = throughput_config(wildcards)
     return [
-        f"results/{wildcards.run}/throughput/{canonical(spec)}_k{k}.json"
+        f"results/{wildcards.run}/throughput/{canonical(spec)}_k{k}_{mode}.json"
         for spec in cfg["models"]
         for k in cfg["ks"]
+        for mode in cfg["modes"]
     ]
 
 
 rule throughput_measure:
     output:
-        "results/{run}/throughput/{spec}_k{k}.json",
+        "results/{run}/throughput/{spec}_k{k}_{mode}.json",
     params:
         cfg=throughput_config,
+        compile=lambda wildcards: "--compile" if wildcards.mode == "compiled" else "",
     threads: workflow.cores
     log:
-        "logs/{run}/throughput/{spec}_k{k}.log",
+        "logs/{run}/throughput/{spec}_k{k}_{mode}.log",
     shell:
         "{DDUBENCH} measure step-time --model {wildcards.spec} --k {wildcards.k} --batch-size {params.cfg[batch_size]}"
         " --warmup {params.cfg[warmup]} --repeats {params.cfg[repeats]} --threads {params.cfg[threads]}"
-        " --out {output} > {log} 2>&1"
+        " {params.compile} --out {output} > {log} 2>&1"
 
 
 rule throughput_table:

@@ -25,12 +25,15 @@ def _dataset_k(manifest: dict[str, Any]) -> int | None:
 
 def evaluate_checkpoint(
     checkpoint: str | Path, test_file: str | Path, out: str | Path, dataset_kind: str | None = None,
-    batch_size: int = 64, device: str = "cpu", progress: bool = True,
+    batch_size: int = 64, device: str = "cpu", progress: bool = True, subimage: int | None = None,
 ) -> dict[str, Any]:
-    """Score a checkpoint on one test split and write the record (scores + what was evaluated) as JSON."""
+    """Score a checkpoint on one test split and write the record (scores + what was evaluated) as JSON.
+
+    ``subimage`` applies the model to subimages of that side instead of its training subimage size.
+    """
     started, clock = utc_now(), time.perf_counter()
     test_file = Path(test_file)
-    model, payload = model_from_checkpoint(checkpoint)
+    model, payload = model_from_checkpoint(checkpoint, subimage)
     split = load_split(dataset_kind, test_file)
     scores = evaluate(model, split, batch_size=batch_size, device=device, progress=progress)
     test_manifest = read_json(test_file.parent / "manifest.json")
@@ -41,6 +44,8 @@ def evaluate_checkpoint(
         "train_k": _dataset_k(payload["metadata"].get("train_data", {})),
         "test_k": _dataset_k(test_manifest),
         "best_epoch": payload["best_epoch"],
+        "subimage_size": list(payload["model_args"]["subimage_size"]),
+        "eval_subimage_size": [subimage, subimage] if subimage else list(payload["model_args"]["subimage_size"]),
         "checkpoint": str(checkpoint),
         "test_data": str(test_file),
         "scores": scores,

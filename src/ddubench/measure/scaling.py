@@ -9,17 +9,18 @@ gathers every rank's numbers.
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from ..analysis.params import count_parameters
 from ..distributed.ddunet import DistributedDDUNet
 from ..distributed.runtime import DistContext
 from ..models import ModelSpec, build_model
 from ..models.ddunet import DDUNetBase
+from .inference import time_summary
 from .memory import peak_memory
 
 
@@ -65,20 +66,19 @@ def measure_rank(
         forward()
         _synchronize(ctx)
         times.append(time.perf_counter() - start)
-    quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else times * 3
     return {
         "rank": ctx.rank,
         "world_size": ctx.world_size,
         "spec": str(ModelSpec.parse(spec)),
+        "label": ModelSpec.parse(spec).label,
+        "params": count_parameters(base),
         "height_px": height,
         "width_px": width,
         "subimages_per_rank": n_local,
         "peak_mem_bytes": memory["peak_bytes"],
         "memory_method": memory["method"],
         "estimate_bytes": estimate,
-        "time_median_s": statistics.median(times),
-        "time_q1_s": quartiles[0],
-        "time_q3_s": quartiles[2],
+        **time_summary(times),
         "repeats": repeats,
         "warmup": warmup,
         "device": str(ctx.device),

@@ -51,8 +51,13 @@ def train_step_time(
 
 def measure_train_step(
     spec_text: str, k: int, subimage_size: int = 32, batch_size: int = 16, warmup: int = 3, repeats: int = 10,
+    compile_model: bool = False,
 ) -> dict[str, Any]:
-    """Training-step time of a model on random (32k)x32 synthetic-shaped batches, with what was measured."""
+    """Training-step time of a model on random (32k)x32 synthetic-shaped batches, with what was measured.
+
+    ``compile_model`` times the step the way ``ddubench train --compile`` runs it (the warm-up steps
+    absorb the compilation).
+    """
     from ..analysis.params import count_parameters
     from ..models import ModelSpec, build_model
 
@@ -63,6 +68,11 @@ def measure_train_step(
                         subimage_size=(subimage_size, subimage_size), dropout=0.1)
     images = torch.rand(batch_size, in_channels, subimage_size, subimage_size * k)
     masks = torch.randint(0, num_classes, (batch_size, subimage_size, subimage_size * k))
+    params = count_parameters(model)
+    if compile_model:
+        from ..training.speed import compiled
+
+        model = compiled(model)
     timing = train_step_time(model, images, masks, warmup=warmup, repeats=repeats)
-    return {"spec": str(spec), "label": spec.label, "k": k, "params": count_parameters(model),
-            "threads": torch.get_num_threads(), **timing}
+    return {"spec": str(spec), "label": spec.label, "k": k, "params": params,
+            "mode": "compiled" if compile_model else "eager", "threads": torch.get_num_threads(), **timing}

@@ -164,13 +164,19 @@ def build_model(
     num_classes: int,
     subimage_size: tuple[int, int],
     dropout: float = 0.0,
+    **options: Any,
 ) -> nn.Module:
-    """Build a registered model from its spec and the dataset's properties."""
+    """Build a registered model from its spec and the dataset's properties.
+
+    ``options`` are build-time settings that are neither hyperparameters nor stored in checkpoints (the
+    ResNet DDU-Net's local ImageNet ``weights_path``); they go to builders that accept them.
+    """
     if isinstance(spec, str):
         spec = ModelSpec.parse(spec)
     entry = MODELS[spec.name]
     return entry.builder(
-        in_channels=in_channels, num_classes=num_classes, subimage_size=subimage_size, dropout=dropout, **spec.kwargs
+        in_channels=in_channels, num_classes=num_classes, subimage_size=subimage_size, dropout=dropout,
+        **spec.kwargs, **options,
     )
 
 

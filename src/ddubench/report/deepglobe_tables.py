@@ -1,4 +1,5 @@
-"""Journal Table 3 (DeepGlobe class pixel counts) from prepared data and Table 9 (ResNet DDU-Net modules)."""
+"""DeepGlobe tables: journal Table 3 (class pixel counts) from prepared data, Table 9 (ResNet DDU-Net modules),
+Table 6 (hyperparameters of the configuration that ran) and Fig. 13 (test mIoU over the P x F x C grid)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ..analysis.params import count_parameters
 from ..data.deepglobe import CLASSES, IGNORE_INDEX, SPLITS
 from ..errors import DataError
 from ..io import read_json
-from ..models import CoarseNetwork, build_model
+from ..models import CoarseNetwork, ModelSpec, build_model
 from . import paper
 
 TABLE9_SUBIMAGE = 256  # journal Table 9 gives feature-map sizes for 256x256 subimages
@@ -154,3 +155,152 @@ def table9() -> pd.DataFrame:
         })
     rows += _resnet_rows(50)
     return pd.DataFrame(rows).astype({"F": "Int64", "params_paper": "Int64"})
+
+
+# ------------------------------------------------------------------------------------ Table 6, Fig. 13
+
+# Journal Table 6 (DeepGlobe hyperparameters) and what the journal text adds (Sec. V-B: mixed precision,
+# 1024 px training crops, 2048 px test crops, every network trained three times, the best on the test set
+# reported); thesis Table 7.10 where it differs or adds. None: the source does not give the value.
+TABLE6_ROWS: tuple[tuple[str, object, object, str], ...] = (
+    # (hyperparameter, journal, thesis Table 7.10, where the journal value comes from)
+    ("lr", 0.001, 0.001, "journal Table 6 (thesis: maximum learning rate)"),
+    ("max_epochs", 100, 50, "journal Table 6 (thesis: maximum number of epochs)"),
+    ("dropout", 0.1, 0.1, "journal Table 6"),
+    ("batch_size", 12, 8, "journal Table 6"),
+    ("loss", "dice (Eq. 1)", None, "journal Table 6; the thesis table has no loss row (its text: dice loss)"),
+    ("lr_patience", None, 5, "not in journal Table 6; the text of both says the LR is halved on a plateau"),
+    ("early_stopping_patience", None, None, "not in journal Table 6; thesis Table 7.10 lists none ('-')"),
+    ("min_epochs", None, None, "not in journal Table 6; thesis Table 7.10 lists none ('-')"),
+    ("mixed_precision", "yes", None, "journal Sec. V-B text, not its table"),
+    ("repeats", 3, None, "journal text: every network trained three times"),
+    ("select_on", "test", None, "journal text: the best of the repeats in test-set IoU is reported"),
+    ("crop_train_px", 1024, 512, "journal text (2,412 training crops); thesis: 16 crops of 512 per tile"),
+    ("crop_test_px", 2048, 2048, "journal text"),
+    ("subimage_px", 256, 256, "journal Table 9 (feature-map sizes for 256 x 256 subimages)"),
+    ("encoder_weights", "ImageNet", "ImageNet", "journal Sec. V-B: pretrained ResNet blocks, frozen"),
+)
+
+
+def _ours(deepglobe: dict[str, Any]) -> dict[str, object]:
+    """The values of one configuration's DeepGlobe section, named like :data:`TABLE6_ROWS`."""
+    training = deepglobe["training"]
+    weights = deepglobe["weights"]
+    return {
+        **{key: training[key] for key in ("lr", "max_epochs", "dropout", "batch_size", "lr_patience",
+                                          "early_stopping_patience", "min_epochs", "select_on")},
+        "loss": f"dice ({training['loss']})",
+        "mixed_precision": {True: "yes", False: "no", "auto": "auto (CUDA only)"}[training["amp"]],
+        "repeats": len(training["seeds"]),
+        "crop_train_px": deepglobe["crop"]["train"],
+        "crop_test_px": deepglobe["crop"]["test"],
+        "subimage_px": deepglobe["subimage"],
+        "encoder_weights": ", ".join(f"{name}: {path}" for name, path in weights.items() if path)
+        or "random (no local ImageNet file configured)",
+    }
+
+
+def _table6_note(name: str, journal: object, thesis: object, ours: object, deepglobe: dict[str, Any]) -> str:
+    """Why our value differs from the journal's, and where the thesis differs from the journal."""
+    training = deepglobe["training"]
+    parts = []
+    if journal is not None and ours != journal:
+        if name == "loss":
+            parts.append("macro = per-class dice mean as in the authors' code; micro = journal Eq. (1)")
+        elif name == "mixed_precision" and training["amp"] == "auto":
+            parts.append("float16 autocast + GradScaler on CUDA; plain float32 on the CPU")
+        elif name == "select_on":
+            parts.append("the repeat is picked on the validation split here; select_on: test reproduces the "
+                         "journal's protocol")
+        elif name == "encoder_weights":
+            parts.append("no ImageNet file configured: the frozen ResNet blocks keep random weights")
+        else:
+            parts.append("reduced from the journal's value in this configuration")
+    if name == "early_stopping_patience" and training["min_epochs"] >= training["max_epochs"]:
+        parts.append("no early stopping: min_epochs = max_epochs")
+    if thesis is not None and journal is not None and thesis != journal:
+        parts.append(f"thesis Table 7.10 differs: {thesis}")
+    return "; ".join(parts)
+
+
+def table6(deepglobe: dict[str, Any]) -> pd.DataFrame:
+    """Journal Table 6 beside the DeepGlobe hyperparameters of the configuration that ran."""
+    ours = _ours(deepglobe)
+    rows = [{
+        "hyperparameter": name, "value_paper": journal, "value_thesis": thesis, "value_ours": ours[name],
+        "paper_source": source, "note": _table6_note(name, journal, thesis, ours[name], deepglobe),
+    } for name, journal, thesis, source in TABLE6_ROWS]
+    return pd.DataFrame(rows).astype({"value_paper": "object", "value_thesis": "object", "value_ours": "object"})
+
+
+def deepglobe_scale_note(config: dict[str, Any]) -> str:
+    """Every way a configuration's DeepGlobe experiment departs from the journal's, in one sentence."""
+    deepglobe = config["deepglobe"]
+    ours = _ours(deepglobe)
+    parts = [] if deepglobe["root"] else ["GENERATED DeepGlobe-format tiles, NOT DeepGlobe"]
+    for name, journal, _thesis, _source in TABLE6_ROWS:
+        if name in ("max_epochs", "batch_size", "repeats", "crop_train_px", "crop_test_px", "subimage_px") \
+                and ours[name] != journal:
+            parts.append(f"{name} {ours[name]} (journal {journal})")
+    if not deepglobe["weights"][f"resnet{deepglobe['fig13']['resnet']}"]:
+        parts.append("random frozen ResNet blocks (no local ImageNet weights)")
+    grid = deepglobe["fig13"]
+    if list(grid["partitions"]) != [1, 4, 8, 16] or list(grid["features"]) != [0, 1, 4, 16, 64, 256]:
+        parts.append(f"grid P in {{{', '.join(map(str, grid['partitions']))}}} x F in "
+                     f"{{{', '.join(map(str, grid['features']))}}} (journal P in {{1, 4, 8, 16}}, "
+                     "F in {0, 1, 4, 16, 64, 256})")
+    return f"config {config['run']}: " + ("; ".join(parts) if parts else "the journal's protocol")
+
+
+def _eval_split(record: dict[str, Any]) -> str:
+    """The split an evaluation record scored (the last folder of its test data path)."""
+    return Path(record["test_data"]).name
+
+
+def fig13_table(records: list[dict[str, Any]], config: dict[str, Any]) -> pd.DataFrame:
+    """Journal Fig. 13 as a table: test mIoU (6 classes) per P, F, C over the repeats, and the selected repeat.
+
+    ``records`` are evaluation JSONs on the test split (and on the ``select_on`` split); P is the training
+    crop side over the model's training subimage side. Mean and std (n - 1) are over seeds; the selected
+    repeat is the one with the highest mIoU on ``deepglobe.training.select_on``.
+    """
+    deepglobe = config["deepglobe"]
+    crop_train, crop_test = deepglobe["crop"]["train"], deepglobe["crop"]["test"]
+    select_on = deepglobe["training"]["select_on"]
+    cells: dict[tuple[int, int, str], dict[str, Any]] = {}
+    for record in records:
+        spec = ModelSpec.parse(record["spec"])
+        features, comm = spec.kwargs["features"], "Y" if spec.kwargs["communicate"] else "N"
+        subimage = record["subimage_size"][0]
+        cell = cells.setdefault((crop_train // subimage, features, comm), {
+            "spec": str(spec), "label": spec.label, "subimage": subimage,
+            "eval_subimage": record["eval_subimage_size"][0], "miou": {}})
+        cell["miou"].setdefault(_eval_split(record), {})[record["seed"]] = record["scores"]["miou"]
+    data_source = "DeepGlobe" if deepglobe["root"] else "generated DeepGlobe-format tiles (not DeepGlobe)"
+    note = deepglobe_scale_note(config) + "; journal Fig. 13 prints bars only, no numbers to compare"
+    rows = []
+    for (partition, features, comm), cell in sorted(cells.items()):
+        test = cell["miou"].get("test", {})
+        chooser = cell["miou"].get(select_on, {})
+        if not test or set(chooser) != set(test):
+            raise DataError(f"Fig. 13 cell {cell['spec']} at P = {partition} needs test and {select_on} evaluations "
+                            f"of the same seeds (have test {sorted(test)}, {select_on} {sorted(chooser)}); "
+                            "pass every eval JSON of the grid")
+        values = pd.Series([test[seed] for seed in sorted(test)], dtype=float)
+        selected = max(sorted(chooser), key=lambda seed: chooser[seed])
+        grid = crop_test // cell["eval_subimage"]
+        cell_note = note
+        if features == 0:
+            cell_note += "; F = 0 has no coarse network, so C = Y and C = N are one model (drawn in both panels)"
+        if partition == 1:
+            cell_note += "; P = 1: trained on whole crops and applied to the whole test crop"
+        rows.append({
+            "P": partition, "F": features, "comm": comm, "model": cell["label"], "spec": cell["spec"],
+            "subimage_train_px": cell["subimage"], "subimage_test_px": cell["eval_subimage"],
+            "test_grid": f"{grid}x{grid}", "repeats": len(values),
+            "miou_test_mean_ours": values.mean(), "miou_test_std_ours": values.std(ddof=1),
+            "miou_test_min_ours": values.min(), "miou_test_max_ours": values.max(),
+            "select_on": select_on, "selected_seed": selected, "miou_test_selected_ours": test[selected],
+            "data_source": data_source, "note": cell_note,
+        })
+    return pd.DataFrame(rows)

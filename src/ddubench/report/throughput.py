@@ -23,13 +23,14 @@ AUTHORS_CODE_STEP_MS = {
 
 
 def throughput_table(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (model, k): median step time with quartiles, images per second, the anchor and the ratio."""
+    """One row per (model, k, eager or compiled): median step time with quartiles, images per second, the anchor and the ratio."""
     rows = []
     for r in records:
         anchor = AUTHORS_CODE_STEP_MS.get((r["spec"], r["k"]))
         median_ms = r["step_time_median_s"] * 1e3
         rows.append({
-            "model": r["label"], "spec": r["spec"], "k": r["k"], "batch_size": r["batch_size"],
+            "model": r["label"], "spec": r["spec"], "k": r["k"], "mode": r.get("mode", "eager"),
+            "batch_size": r["batch_size"],
             "threads": r["threads"], "params": r["params"],
             "step_time_ms_authors_code": anchor,
             "step_time_ms_ours": round(median_ms, 2),
@@ -41,4 +42,4 @@ def throughput_table(records: list[dict[str, Any]]) -> pd.DataFrame:
                     f"{r['repeats']} steps after {r['warmup']} warm-up; authors' code: anchor measured on "
                     "this machine kind (reference/perf_anchors.md), not in this run",
         })
-    return pd.DataFrame(rows).sort_values(["spec", "k"]).reset_index(drop=True)
+    return pd.DataFrame(rows).sort_values(["spec", "k", "mode"]).reset_index(drop=True)

@@ -30,9 +30,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is unreadable ({type(err).__name__}); delete it and retrain") from None
 
 
-def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model stored in a checkpoint, weights loaded, in eval mode."""
+def model_from_checkpoint(path: str | Path, subimage: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model stored in a checkpoint, weights loaded, in eval mode.
+
+    ``subimage`` applies the trained weights to square subimages of another side (e.g. a model trained on
+    P x P subimages of a crop, applied to the whole test image).
+    """
     payload = load_checkpoint(path)
-    model = build_model(payload["spec"], **payload["model_args"])
+    model_args = dict(payload["model_args"])
+    if subimage:
+        model_args["subimage_size"] = (subimage, subimage)
+    model = build_model(payload["spec"], **model_args)
     model.load_state_dict(payload["model"])
     return model.eval(), payload

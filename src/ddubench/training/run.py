@@ -12,17 +12,44 @@ from torch import nn
 
 from ..data.registry import load_split, split_path
 from ..distributed.runtime import DistContext, is_collective_failure
-from ..errors import DdubenchError, ModelSpecError
+from ..errors import CheckpointError, DdubenchError, ModelSpecError
 from ..io import read_json, write_json
 from ..models import ModelSpec, build_model
 from ..provenance import provenance, utc_now
 from .checkpoint import load_checkpoint
-from .trainer import SingleProcess, Trainer, TrainConfig
+from .trainer import SingleProcess, Trainer, TrainConfig, resolve_amp
 
 
 def seed_everything(seed: int) -> None:
     """Seed torch's global RNG (weight init, dropout); data order uses the trainer's own generator."""
     torch.manual_seed(seed)
+
+
+def _build(spec: str, model_args: dict[str, Any], weights: str | Path | None) -> nn.Module:
+    """The model of ``spec``; with ``weights``, its ResNet encoder loads that local ImageNet state-dict file."""
+    if weights is None:
+        return build_model(spec, **model_args)
+    try:
+        return build_model(spec, **model_args, weights_path=weights)
+    except TypeError as err:
+        if "weights_path" not in str(err):
+            raise
+        raise ModelSpecError(f"{spec} has no ImageNet encoder to load --weights {weights} into; drop --weights "
+                             "(it is for resnetddunet models)") from None
+
+
+def _initialise_from(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load the weights of checkpoint ``path`` non-strictly (e.g. a staged method's previous stage).
+
+    Returns the keys that did not match, for the summary; a tensor of the wrong shape is an error.
+    """
+    try:
+        result = model.load_state_dict(load_checkpoint(path)["model"], strict=False)
+    except RuntimeError as err:
+        raise CheckpointError(f"--init-from {path} does not fit this model ({str(err).splitlines()[-1].strip()}); "
+                              "start from a checkpoint of the same model family") from None
+    return {"checkpoint": str(path), "missing_keys": list(result.missing_keys),
+            "unexpected_keys": list(result.unexpected_keys)}
 
 
 def _resumable(last: Path, spec: str, model_args: dict[str, Any], config: TrainConfig) -> bool:
@@ -60,6 +87,11 @@ def train_model(
     progress: bool = True,
     ctx: DistContext | None = None,
     bn: str = "sync",
+    compile_model: bool = False,
+    amp: str = "off",
+    weights: str | Path | None = None,
+    subimage: int | None = None,
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train ``spec`` on the train and val splits of ``data_dir``; write ``best.pt`` and the summary JSON.
 
@@ -67,7 +99,15 @@ def train_model(
     dataset kind is detected unless ``dataset_kind`` names it.
 
     With ``ctx`` (ranks launched by torchrun) the DDU-Net is split over the ranks (``bn`` selects synced
-    or per-rank BatchNorm statistics); rank 0 writes the files. An unfinished run with the same settings
+    or per-rank BatchNorm statistics); rank 0 writes the files. ``compile_model`` runs the single-process
+    training and validation forward passes through ``torch.compile`` (see :mod:`.speed`); it is recorded in
+    the summary. ``amp`` is ``off``, ``on`` or ``auto`` (mixed precision on CUDA only, see
+    :func:`.trainer.resolve_amp`). ``weights`` is a local ImageNet state-dict file for a ResNet encoder (recorded
+    in the summary, not needed to reload the checkpoint). ``subimage`` overrides the dataset's subimage side
+    (journal Fig. 13 trains one crop size as P x P subimages); it is stored in the checkpoint's ``model_args``,
+    so evaluation rebuilds the model with it. ``init_from`` is a checkpoint whose ``model`` weights are loaded
+    non-strictly before training (a staged method starting from its previous stage; the keys that did not
+    match are listed in the summary). An unfinished run with the same settings
     resumes from ``run_dir/last.pt``; a run with other settings starts afresh. ``last.pt`` is removed once
     training has finished, so a forced rerun starts anew.
     """
@@ -79,19 +119,22 @@ def train_model(
     model_args = {
         "in_channels": train.in_channels,
         "num_classes": train.num_classes,
-        "subimage_size": train.subimage_size,
+        "subimage_size": (subimage, subimage) if subimage else train.subimage_size,
         "dropout": config.dropout,
     }
     seed_everything(config.seed)
-    model = build_model(spec, **model_args)
+    model = _build(spec, model_args, weights)
+    initialised = _initialise_from(model, init_from) if init_from is not None else None
     parallel = None
     if ctx is not None:
+        if compile_model:
+            raise ModelSpecError("--compile applies to single-process training only; drop it under torchrun")
         model, parallel = _distribute(model, ctx, bn, config.seed)
         device = ctx.device
     train_data = read_json(data_dir / "manifest.json")
     trainer = Trainer(model, spec, model_args, config, run_dir, device=device, progress=progress,
                       metadata={"train_data": train_data, "world_size": ctx.world_size if ctx else 1, "bn": bn},
-                      parallel=parallel)
+                      parallel=parallel, compile_model=compile_model, amp=resolve_amp(amp, device))
     resumed = _resumable(trainer.last_path, spec, model_args, config) and trainer.resume()
     try:
         result = trainer.fit(train, val)
@@ -114,6 +157,10 @@ def train_model(
         "train_data": train_data,
         "checkpoint": str(trainer.best_path),
         "resumed": resumed,
+        "compiled": compile_model,
+        "amp": trainer.amp,
+        "weights": str(weights) if weights else None,
+        "init_from": initialised,
         "result": asdict(result),
         "provenance": provenance(
             config=asdict(config), seeds=[config.seed], started=started,

@@ -8,6 +8,10 @@ batches), so it does not depend on the batch size.
 Files in the run directory: ``last.pt`` (written after every epoch; training resumes from it, with its
 RNG states, to the same weights an uninterrupted run gives), ``best.pt`` (lowest validation loss) and
 ``history.csv``. All writes are atomic.
+
+Mixed precision (``amp=True``, journal DeepGlobe training; see :func:`resolve_amp`): forward passes under
+float16 ``torch.autocast`` and a ``GradScaler`` on the loss, CUDA only. With ``amp=False`` (the default)
+the scaler is disabled and every step is exactly the plain float32 step.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.registry import SegmentationSplit
+from ..errors import DdubenchError
 from ..io import atomic_path
 from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import DiceTerms, dice_loss_from_terms, dice_terms
+from .speed import compiled
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,19 @@ class TrainConfig:
     dropout: float = 0.1
     loss: str = "macro"
     seed: int = 0
+
+
+AMP_MODES = ("off", "on", "auto")
+
+
+def resolve_amp(mode: str, device: str | torch.device) -> bool:
+    """Whether to train in mixed precision: ``auto`` = on CUDA only; ``on`` off CUDA is an error."""
+    if mode not in AMP_MODES:
+        raise DdubenchError(f"amp={mode!r} is not one of {', '.join(AMP_MODES)}")
+    is_cuda = torch.device(device).type == "cuda"
+    if mode == "on" and not is_cuda:
+        raise DdubenchError(f"--amp on needs a CUDA device, not {device}; use --amp auto (float32 off CUDA) or off")
+    return mode == "on" or (mode == "auto" and is_cuda)
 
 
 class SingleProcess:
@@ -96,9 +115,12 @@ class Trainer:
         progress: bool = True,
         metadata: dict[str, Any] | None = None,
         parallel: SingleProcess | None = None,
+        compile_model: bool = False,
+        amp: bool = False,
     ) -> None:
         self.parallel = parallel or SingleProcess()
         self.model = model.to(device)
+        self.forward = compiled(self.model) if compile_model else self.model
         self.spec = spec
         self.model_args = model_args
         self.config = config
@@ -109,6 +131,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience
         )
+        self.amp = amp
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.dtype = next(model.parameters()).dtype
         self.epoch = 0
@@ -138,6 +162,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
             "best_val_loss": self.best_val_loss,
             "best_epoch": self.best_epoch,
@@ -160,6 +185,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         for key in ("epoch", "best_val_loss", "best_epoch", "bad_epochs", "history", "train_time_s", "steps"):
             setattr(self, key, state[key])
         torch.set_rng_state(state["rng"]["torch"])
@@ -181,16 +208,22 @@ class Trainer:
         for images, masks in bar:
             images, masks = images.to(self.device), masks.to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.training_loss(images, masks, train.ignore_index)
-            loss.backward()
+            with self.autocast():
+                loss = self.training_loss(images, masks, train.ignore_index)
+            self.scaler.scale(loss).backward()
             self.parallel.after_backward(self.model)
-            self.optimizer.step()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             self.parallel.after_step(self.model)
             total += loss.item()
             batches += 1
             bar.set_postfix(loss=f"{loss.item():.4f}")
         self.steps += batches
         return total / max(batches, 1)
+
+    def autocast(self) -> torch.autocast:
+        """Float16 autocast when training in mixed precision; a no-op context otherwise."""
+        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp)
 
     def training_loss(self, images: torch.Tensor, masks: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
         """Loss of one training batch: the model's own ``training_loss`` if it defines one, else the dice loss.
@@ -202,7 +235,7 @@ class Trainer:
         """
         custom = getattr(self.model, "training_loss", None)
         if custom is None:
-            return self.loss(self.model(images), masks, ignore_index)
+            return self.loss(self.forward(images), masks, ignore_index)
         return custom(images, masks, ignore_index, lambda logits, target: self.loss(logits, target, ignore_index))
 
     def loss(self, logits: torch.Tensor, masks: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
@@ -216,7 +249,8 @@ class Trainer:
         self.model.eval()
         sums: DiceTerms | None = None
         for images, masks in val.batches(self.config.eval_batch_size, dtype=self.dtype):
-            logits = self.model(images.to(self.device))
+            with self.autocast():
+                logits = self.forward(images.to(self.device))
             terms = dice_terms(logits, self.parallel.local_target(self.model, masks.to(self.device)),
                                val.ignore_index)
             sums = terms if sums is None else DiceTerms(
