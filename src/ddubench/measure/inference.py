@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,6 +23,21 @@ from .memory import peak_memory
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def timed_passes(forward: Callable[[], object], synchronize: Callable[[], None], warmup: int, repeats: int
+                 ) -> dict[str, float]:
+    """Run ``forward`` ``warmup`` times untimed, then time ``repeats`` passes between ``synchronize`` calls."""
+    for _ in range(warmup):
+        forward()
+    times = []
+    for _ in range(repeats):
+        synchronize()
+        start = time.perf_counter()
+        forward()
+        synchronize()
+        times.append(time.perf_counter() - start)
+    return time_summary(times)
 
 
 def time_summary(times: list[float]) -> dict[str, float]:
@@ -59,15 +75,7 @@ def measure_model(
             return model(image)
 
     memory = peak_memory(forward, device, external=[model, image])
-    for _ in range(warmup):
-        forward()
-    times = []
-    for _ in range(repeats):
-        _synchronize(device)
-        start = time.perf_counter()
-        forward()
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
+    timing = timed_passes(forward, lambda: _synchronize(device), warmup, repeats)
     return {
         "rank": 0,
         "world_size": 1,
@@ -79,7 +87,7 @@ def measure_model(
         "subimage_size": subimage_size,
         "peak_mem_bytes": memory["peak_bytes"],
         "memory_method": memory["method"],
-        **time_summary(times),
+        **timing,
         "repeats": repeats,
         "warmup": warmup,
         "threads": torch.get_num_threads(),

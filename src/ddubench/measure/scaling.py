@@ -9,7 +9,6 @@ gathers every rank's numbers.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
@@ -20,7 +19,7 @@ from ..distributed.ddunet import DistributedDDUNet
 from ..distributed.runtime import DistContext
 from ..models import ModelSpec, build_model
 from ..models.ddunet import DDUNetBase
-from .inference import time_summary
+from .inference import timed_passes
 from .memory import peak_memory
 
 
@@ -57,15 +56,7 @@ def measure_rank(
 
     memory = peak_memory(forward, ctx.device, external=[model, tiles])
     estimate = activation_estimate(base, subimage_size, grid, n_local)
-    for _ in range(warmup):
-        forward()
-    times = []
-    for _ in range(repeats):
-        _synchronize(ctx)
-        start = time.perf_counter()
-        forward()
-        _synchronize(ctx)
-        times.append(time.perf_counter() - start)
+    timing = timed_passes(forward, lambda: _synchronize(ctx), warmup, repeats)
     return {
         "rank": ctx.rank,
         "world_size": ctx.world_size,
@@ -78,7 +69,7 @@ def measure_rank(
         "peak_mem_bytes": memory["peak_bytes"],
         "memory_method": memory["method"],
         "estimate_bytes": estimate,
-        **time_summary(times),
+        **timing,
         "repeats": repeats,
         "warmup": warmup,
         "device": str(ctx.device),
