@@ -31,7 +31,7 @@ from ddubench.errors import DataError, ModelSpecError
 from ddubench.models import register_model, register_spec_key
 from ddubench.models.resnet_ddunet import DOWNSAMPLING
 
-from .patching import Dice, ResNetUNet
+from .patching import Dice, resnet_unet_at
 
 UPSAMPLE_MODES = {"B": "bilinear", "N": "nearest"}
 
@@ -128,9 +128,5 @@ def build_downsampling(
 ) -> Downsampling:
     """Downsampling with the ResNet U-Net (``weights_path``: local ImageNet weights; subimage size unused)."""
     size = params["size"]
-    if size < DOWNSAMPLING or size % DOWNSAMPLING:
-        raise ModelSpecError(f"downsampled size S{size} is not a positive multiple of {DOWNSAMPLING} "
-                             "(the ResNet encoder halves it four times); use e.g. S16, S32, ..., S1024")
-    net = ResNetUNet(in_channels, num_classes, resnet=params["resnet"], dropout=dropout, weights_path=weights_path,
-                     frozen_bn=params["frozen_bn"])
+    net = resnet_unet_at(size, "downsampled size S", in_channels, num_classes, dropout, weights_path, params)
     return Downsampling(net, size, params["upsample"], multiple=DOWNSAMPLING)

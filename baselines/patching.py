@@ -154,9 +154,18 @@ def build_patching(
 ) -> RandomPatching:
     """Random patching with the ResNet U-Net (``weights_path``: local ImageNet weights; subimage size unused)."""
     size = params["patch_size"]
-    if size < DOWNSAMPLING or size % DOWNSAMPLING:
-        raise ModelSpecError(f"patch size P{size} is not a positive multiple of {DOWNSAMPLING} "
-                             "(the ResNet encoder halves it four times); use e.g. P16, P32, ..., P1024")
-    net = ResNetUNet(in_channels, num_classes, resnet=params["resnet"], dropout=dropout, weights_path=weights_path,
-                     frozen_bn=params["frozen_bn"])
+    net = resnet_unet_at(size, "patch size P", in_channels, num_classes, dropout, weights_path, params)
     return RandomPatching(net, size, params["overlap"])
+
+
+def resnet_unet_at(
+    size: int, what: str, in_channels: int, num_classes: int, dropout: float, weights_path: str | Path | None,
+    params: dict,
+) -> ResNetUNet:
+    """The ResNet U-Net of a baseline working at ``size`` px, which must be a positive multiple of 16."""
+    if size < DOWNSAMPLING or size % DOWNSAMPLING:
+        letter = what.split()[-1]
+        raise ModelSpecError(f"{what}{size} is not a positive multiple of {DOWNSAMPLING} (the ResNet encoder "
+                             f"halves it four times); use e.g. {letter}16, {letter}32, ..., {letter}1024")
+    return ResNetUNet(in_channels, num_classes, resnet=params["resnet"], dropout=dropout, weights_path=weights_path,
+                      frozen_bn=params["frozen_bn"])
