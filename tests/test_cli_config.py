@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ddubench.cli import main
-from ddubench.config import load_config, validate_config
+from ddubench.config import cell_seeds, load_config, seeds_note, validate_config
 from ddubench.errors import ConfigError
 
 SUBCOMMANDS = ("generate-synthetic", "train", "evaluate", "table", "figure", "measure", "validate-config")
@@ -200,3 +200,18 @@ def test_generate_synthetic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert manifest["spec"]["rule"] == "journal"
     assert main(["generate-synthetic", "--k", "1", "--out", str(tmp_path / "k1")]) == 2
     assert "k=1" in _one_error_line(capsys)
+
+
+def test_fewer_seeds_limits_only_its_ks() -> None:
+    config = validate_config({**copy.deepcopy(MINIMAL), "seeds": [0, 1, 2],
+                              "fewer_seeds": [{"ks": [8, 16], "seeds": [0], "reason": "time"}]})
+    assert cell_seeds(config, 2) == [0, 1, 2]
+    assert cell_seeds(config, 16) == [0]
+    assert seeds_note(config) == "3 seeds per cell; k = 8, 16: 1 seed (time)"
+    assert seeds_note(validate_config(copy.deepcopy(MINIMAL))) == "1 seed per cell"
+
+
+def test_fewer_seeds_needs_a_reason() -> None:
+    config = {**copy.deepcopy(MINIMAL), "fewer_seeds": [{"ks": [2], "seeds": [0]}]}
+    with pytest.raises(ConfigError, match="reason"):
+        validate_config(config)

@@ -45,3 +45,23 @@ def test_figure_rebuilds_byte_identically_from_its_csv(name: str, build, tmp_pat
         pytest.fail(f"figures/{name}.pdf is not committed")
     build(RESULTS / f"{name}.csv", tmp_path / f"{name}.pdf")
     assert (tmp_path / f"{name}.pdf").read_bytes() == committed.read_bytes()
+
+
+@pytest.mark.parametrize("name, test_k", [("fig9_heatmap", None), ("fig11_generalization", 6), ("fig10_depth", None)])
+def test_grid_csv_is_the_mean_of_its_committed_evaluations(name: str, test_k: int | None) -> None:
+    """Every cell is the mean (and std) over exactly the seeds config/cpu.yaml gives its k, from the runs' JSONs."""
+    from ddubench.config import cell_seeds, load_config
+
+    config = load_config(REPO / "config" / "cpu.yaml")
+    frame = pd.read_csv(RESULTS / f"{name}.csv")
+    for row in frame.itertuples():
+        spec = f"unet_D{row.depth}" if row.model == "U-Net" else f"ddunet_D{row.depth}_F{int(row.F)}_C{row.comm}"
+        seeds = cell_seeds(config, row.k_train)
+        runs = RESULTS / "cpu" / "runs" / f"k{row.k_train}" / spec
+        scores = [json.loads((runs / f"seed{seed}" / f"eval_k{test_k or row.k_train}.json").read_text())["scores"]
+                  for seed in seeds]
+        line = pd.Series([score["iou"]["line"] for score in scores])
+        assert row.n_seeds == len(seeds), f"{name}: {spec} at k = {row.k_train}"
+        assert row.iou_line_ours == pytest.approx(line.mean(), abs=1e-12)
+        assert (pd.isna(row.iou_line_ours_std) and len(seeds) == 1) or row.iou_line_ours_std == pytest.approx(
+            line.std(), abs=1e-12)

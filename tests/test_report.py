@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ddubench.report.compare import compare_grid
+from ddubench.report.compare import compare_grid, markdown
 
 
 def test_compare_grid_on_hand_made_table(tmp_path: Path) -> None:
@@ -25,6 +25,33 @@ def test_compare_grid_on_hand_made_table(tmp_path: Path) -> None:
     assert k2["spearman_F_paper"] == pytest.approx(1.0)
     assert k2["spearman_F_ours"] == pytest.approx(0.5)
     assert (k2["best_comm_ours"], k2["no_comm_ours"], k2["unet_ours"]) == (0.60, 0.10, 0.90)
+    assert k2["seeds"] is None and k2["std_ours"] is None  # a table without seed columns
+
+
+def test_compare_grid_reports_seed_spread(tmp_path: Path) -> None:
+    rows = [{"k_train": 4, "model": "DDU-Net", "F": f, "iou_line_paper": 0.5, "iou_line_ours": 0.4,
+             "iou_line_ours_std": std, "n_seeds": n} for f, std, n in [(0, 0.01, 3), (4, 0.05, 3), (16, None, 1)]]
+    csv = tmp_path / "grid.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    k4 = compare_grid(csv)["per_k"].set_index("k").loc[4]
+    assert k4["seeds"] == 1 and k4["std_ours"] == pytest.approx(0.03)
+    assert "| 4 |" in markdown(csv) and "| 1 | 0.03 |" in markdown(csv)
+
+
+@pytest.mark.parametrize("unet_max, beats", [(0.55, True), (0.65, False)])
+def test_compare_grid_checks_the_ordering_in_every_seed(tmp_path: Path, unet_max: float, beats: bool) -> None:
+    rows = [
+        {"k_train": 3, "model": "DDU-Net", "F": 4, "iou_line_ours": 0.70, "iou_line_ours_min": 0.60,
+         "iou_line_ours_max": 0.80},
+        {"k_train": 3, "model": "DDU-Net", "F": 16, "iou_line_ours": 0.75, "iou_line_ours_min": 0.62,
+         "iou_line_ours_max": 0.85},
+        {"k_train": 3, "model": "U-Net", "F": None, "iou_line_ours": 0.5, "iou_line_ours_min": 0.45,
+         "iou_line_ours_max": unet_max},
+    ]
+    csv = tmp_path / "grid.csv"
+    pd.DataFrame([{**row, "iou_line_paper": None} for row in rows]).to_csv(csv, index=False)
+    assert compare_grid(csv)["per_k"].loc[0, "comm_beats_unet_every_seed"] == beats
+    assert markdown(csv).splitlines()[-1].endswith(f"| {'yes' if beats else 'no'} |")
 
 
 def test_throughput_table_compares_with_the_authors_code_anchor() -> None:
@@ -38,3 +65,22 @@ def test_throughput_table_compares_with_the_authors_code_anchor() -> None:
     assert table.loc["ddunet_D3_F16_CY", "step_time_ms_authors_code"] == 306.0
     assert table.loc["ddunet_D3_F16_CY", "speedup_vs_authors_code"] == 2.0
     assert pd.isna(table.loc["ddunet_D3_F8_CY", "speedup_vs_authors_code"])
+
+
+def test_line_iou_grid_aggregates_seeds() -> None:
+    from ddubench.report.tables import line_iou_grid
+
+    def record(spec: str, seed: int, line: float) -> dict:
+        return {"spec": spec, "train_k": 2, "test_k": 2, "seed": seed,
+                "scores": {"iou": {"line": line}, "miou": line + 0.5}}
+
+    records = [record("ddunet_D3_F4_CY", 0, 0.5), record("ddunet_D3_F4_CY", 1, 0.7), record("ddunet_D3_F4_CY", 2, 0.9),
+               record("unet_D3", 0, 0.8)]
+    grid = line_iou_grid(records, {2: (0.14, 0.55, 0.57, 0.87, 0.91, 0.92, 0.93, 0.95)}, depth=3, note="n")
+    ddu, unet = grid.iloc[0], grid.iloc[1]
+    assert (ddu["F"], ddu["n_seeds"], ddu["iou_line_paper"]) == (4, 3, 0.87)
+    assert ddu["iou_line_ours"] == pytest.approx(0.7)
+    assert ddu["iou_line_ours_std"] == pytest.approx(0.2)  # n - 1
+    assert (ddu["iou_line_ours_min"], ddu["iou_line_ours_max"]) == (0.5, 0.9)
+    assert ddu["miou_ours"] == pytest.approx(1.2)
+    assert unet["model"] == "U-Net" and unet["iou_line_paper"] == 0.95 and pd.isna(unet["iou_line_ours_std"])

@@ -129,3 +129,20 @@ def test_configfile_replaces_the_default_config() -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "table table10 --config config/cpu.yaml" in result.stdout
     assert "smoke" not in result.stdout
+
+
+def test_grid_trains_the_seeds_of_each_k(tmp_path: Path) -> None:
+    """`fewer_seeds` limits the synthetic cells of its k to its seeds; every other k trains every seed."""
+    work = _copy_workflow(tmp_path)
+    text = (work / "config/smoke.yaml").read_text().replace("seeds: [0]\n", (
+        "seeds: [0, 1]\nfewer_seeds:\n  - {ks: [3], seeds: [1], reason: time}\n"), 1)
+    (work / "config/seeds.yaml").write_text(text)
+    result = snakemake("results/smoke/fig9_heatmap.csv", "-n", "--cores", "1", "--configfile", "config/seeds.yaml",
+                       cwd=work)
+    assert result.returncode == 0, result.stderr[-2000:]
+    trained = {tuple(line.split("/runs/k")[1].split("/seed")[0:2]) for line in result.stdout.splitlines()
+               if "output:" in line and "/train.json" in line}
+    per_k: dict[str, set[str]] = {}
+    for k_spec, seed in trained:
+        per_k.setdefault(k_spec.split("/")[0], set()).add(seed.split("/")[0])
+    assert per_k == {"2": {"0", "1"}, "3": {"1"}}

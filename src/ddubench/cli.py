@@ -292,7 +292,7 @@ def cmd_table(args: argparse.Namespace) -> None:
         if not args.config:
             raise DdubenchError("table10 needs --config: the configuration whose hyperparameters are reported")
         config = load_config(args.config)
-        frame = tables.table10(config["training"], config["synthetic"], config["seeds"])
+        frame = tables.table10(config)
         extra = {}
     elif args.name == "throughput":
         from .report.throughput import throughput_table

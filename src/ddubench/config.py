@@ -55,3 +55,22 @@ def load_config(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]}); fix the syntax") from None
     return validate_config(config, str(path))
+
+
+def cell_seeds(config: dict[str, Any], k: int) -> list[int]:
+    """The training seeds of the synthetic cells with ``k`` subimages (``seeds`` unless ``fewer_seeds`` lists k)."""
+    for exception in config.get("fewer_seeds", []):
+        if k in exception["ks"]:
+            return exception["seeds"]
+    return config["seeds"]
+
+
+def seeds_note(config: dict[str, Any]) -> str:
+    """How many seeds each k of the synthetic grid has, and why some have fewer."""
+    total = len(config["seeds"])
+    parts = [f"{total} seed{'s' if total > 1 else ''} per cell"]
+    for exception in config.get("fewer_seeds", []):
+        ks = ", ".join(str(k) for k in exception["ks"])
+        count = len(exception["seeds"])
+        parts.append(f"k = {ks}: {count} seed{'s' if count > 1 else ''} ({exception['reason']})")
+    return "; ".join(parts)

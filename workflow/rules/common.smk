@@ -4,7 +4,7 @@ import os
 import sys
 from functools import cache
 
-from ddubench.config import load_config, validate_config
+from ddubench.config import cell_seeds, load_config, validate_config
 from ddubench.errors import ConfigError
 from ddubench.models import ModelSpec
 
@@ -105,7 +105,7 @@ def grid_evals(wildcards, on_own_k):
         f"{run_dir(wildcards.run, k, spec, seed)}/eval_k{k if on_own_k else cfg['fig11']['test_k']}.json"
         for k in cfg["synthetic"]["ks"]
         for spec in fig9_specs(cfg)
-        for seed in cfg["seeds"]
+        for seed in cell_seeds(cfg, k)
     ]
 
 
@@ -120,7 +120,8 @@ def fig11_evals(wildcards):
 def prediction_checkpoints(wildcards):
     """Best checkpoints of the models shown in the qualitative figure (first seed)."""
     cfg = run_config(wildcards.run)
-    k, seed = cfg["predictions"]["k"], cfg["seeds"][0]
+    k = cfg["predictions"]["k"]
+    seed = cell_seeds(cfg, k)[0]
     return [f"{run_dir(wildcards.run, k, canonical(spec), seed)}/best.pt" for spec in cfg["predictions"]["models"]]
 
 
@@ -142,13 +143,14 @@ def fig10_evals(wildcards):
     cfg = run_config(wildcards.run)
     k = cfg["fig10"]["k"]
     return [f"{run_dir(wildcards.run, k, spec, seed)}/eval_k{k}.json"
-            for spec in fig10_specs(cfg) for seed in cfg["seeds"]]
+            for spec in fig10_specs(cfg) for seed in cell_seeds(cfg, k)]
 
 
 def fig10_checkpoints(wildcards):
     """Best checkpoints of the Fig. 10 models (first seed), drawn side by side."""
     cfg = run_config(wildcards.run)
-    return [f"{run_dir(wildcards.run, cfg['fig10']['k'], spec, cfg['seeds'][0])}/best.pt" for spec in fig10_specs(cfg)]
+    k = cfg["fig10"]["k"]
+    return [f"{run_dir(wildcards.run, k, spec, cell_seeds(cfg, k)[0])}/best.pt" for spec in fig10_specs(cfg)]
 
 
 def fig10_data(wildcards):

@@ -40,15 +40,24 @@ def line_iou_heatmaps(csv: str | Path, out: str | Path, title: str, ylabel: str)
     frame["column"] = _grid_columns(frame)
     features = sorted(frame.loc[frame["model"] != "U-Net", "F"].dropna().astype(int).unique())
     columns = [f"F={f}" for f in features] + (["U-Net"] if (frame["model"] == "U-Net").any() else [])
-    panels = {"paper": "iou_line_paper", "ours (mean over seeds)": "iou_line_ours"}
+    panels = {"paper": "iou_line_paper", "ours (mean ± std over seeds)": "iou_line_ours"}
     sns.set_theme(style="white", font_scale=0.8)
-    fig, axes = plt.subplots(1, 2, figsize=(2 + 1.1 * len(columns) * 2, 0.6 * frame["k_train"].nunique() + 1.6),
+    fig, axes = plt.subplots(1, 2, figsize=(2 + 1.1 * len(columns) * 2, 0.75 * frame["k_train"].nunique() + 1.6),
                              sharey=True, constrained_layout=True)
+
+    def pivot(column: str) -> pd.DataFrame:
+        table = frame.pivot_table(index="k_train", columns="column", values=column, aggfunc="first", dropna=False)
+        return table.reindex(columns=columns).astype(float)
+
+    spread = pivot("iou_line_ours_std")
     for ax, (name, column) in zip(axes, panels.items()):
-        grid = frame.pivot_table(index="k_train", columns="column", values=column, aggfunc="first", dropna=False)
-        grid = grid.reindex(columns=columns)
-        sns.heatmap(grid.astype(float), ax=ax, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f",
-                    cbar=ax is axes[-1], linewidths=0.5, linecolor="white", mask=grid.isna())
+        grid = pivot(column)
+        text = grid.map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+        if column == "iou_line_ours":
+            text = text + spread.map(lambda v: "" if pd.isna(v) else f"\n±{v:.2f}")
+        sns.heatmap(grid, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=text.to_numpy(), fmt="",
+                    annot_kws={"fontsize": 6.5}, cbar=ax is axes[-1], linewidths=0.5, linecolor="white",
+                    mask=grid.isna())
         ax.set_title(name)
         ax.set_xlabel("DDU-Net(D, F, Y) communicated maps F / U-Net")
         ax.set_ylabel(ylabel if ax is axes[0] else "")

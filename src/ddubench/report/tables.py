@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from ..analysis.params import count_parameters
+from ..config import seeds_note
 from ..models import CoarseNetwork, ModelSpec, build_model
 from . import paper
 
@@ -36,8 +37,9 @@ def table8() -> pd.DataFrame:
     return frame.astype({"depth": "Int64", "F": "Int64"})
 
 
-def table10(training: dict[str, Any], synthetic: dict[str, Any], seeds: list[int]) -> pd.DataFrame:
+def table10(config: dict[str, Any]) -> pd.DataFrame:
     """Journal Table 10 beside the hyperparameters the configuration actually used."""
+    training, synthetic = config["training"], config["synthetic"]
     ours = {**training, "loss": f"dice ({training.get('loss', 'macro')})"}
     rows = []
     for name, value_paper in paper.TABLE10.items():
@@ -56,7 +58,7 @@ def table10(training: dict[str, Any], synthetic: dict[str, Any], seeds: list[int
         })
     extra = {
         "lr_factor": (training.get("lr_factor"), "not in the table; the text says the LR is halved"),
-        "seeds": (len(seeds), "number of training seeds per cell; the paper reports one run"),
+        "seeds": (len(config["seeds"]), f"{seeds_note(config)}; the paper reports one run"),
         "placement_rule": (synthetic["rule"], "journal = second circle in any other subimage, line width 3"),
     }
     for name, (value, note) in extra.items():
@@ -79,8 +81,7 @@ def scale_note(config: dict[str, Any]) -> str:
             parts.append(f"{key} {training[key]} (paper {paper.TABLE10[key]})")
     if config["synthetic"]["rule"] != "journal":
         parts.append(f"placement rule {config['synthetic']['rule']} (paper: journal)")
-    seeds = len(config["seeds"])
-    parts.append(f"{seeds} seed{'s' if seeds > 1 else ''} per cell")
+    parts.append(seeds_note(config))
     prefix = f"config {config['run']}: "
     return prefix + ("reduced scale: " if len(parts) > 1 else "") + "; ".join(parts)
 
@@ -105,7 +106,8 @@ def _paper_line_iou(table: dict[int, tuple[float, ...]], k: int, model: str, fea
 def line_iou_grid(
     records: Iterable[dict[str, Any]], paper_table: dict[int, tuple[float, ...]], depth: int, note: str
 ) -> pd.DataFrame:
-    """Fig. 9 / Fig. 11 rows: mean and spread over seeds of the line-class IoU per (k, model), with the paper's."""
+    """Fig. 9 / Fig. 11 rows: mean, std (n - 1), min and max over seeds of the line-class IoU per (k, model),
+    with the paper's."""
     rows = []
     for record in records:
         spec = ModelSpec.parse(record["spec"])
@@ -119,6 +121,7 @@ def line_iou_grid(
     keys = ["k_train", "k_test", "model", "label", "depth", "F", "comm"]
     grouped = frame.groupby(keys, dropna=False, sort=False).agg(
         iou_line_ours=("iou_line", "mean"), iou_line_ours_std=("iou_line", "std"),
+        iou_line_ours_min=("iou_line", "min"), iou_line_ours_max=("iou_line", "max"),
         miou_ours=("miou", "mean"), n_seeds=("seed", "nunique"),
     ).reset_index()
     grouped.insert(
