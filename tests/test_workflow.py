@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -140,9 +141,7 @@ def test_grid_trains_the_seeds_of_each_k(tmp_path: Path) -> None:
     result = snakemake("results/smoke/fig9_heatmap.csv", "-n", "--cores", "1", "--configfile", "config/seeds.yaml",
                        cwd=work)
     assert result.returncode == 0, result.stderr[-2000:]
-    trained = {tuple(line.split("/runs/k")[1].split("/seed")[0:2]) for line in result.stdout.splitlines()
-               if "output:" in line and "/train.json" in line}
     per_k: dict[str, set[str]] = {}
-    for k_spec, seed in trained:
-        per_k.setdefault(k_spec.split("/")[0], set()).add(seed.split("/")[0])
+    for k, seed in re.findall(r"output: results/smoke/runs/k(\d+)/\w+/seed(\d+)/train\.json", result.stdout):
+        per_k.setdefault(k, set()).add(seed)
     assert per_k == {"2": {"0", "1"}, "3": {"1"}}
