@@ -145,3 +145,23 @@ def test_grid_trains_the_seeds_of_each_k(tmp_path: Path) -> None:
     for k, seed in re.findall(r"output: results/smoke/runs/k(\d+)/\w+/seed(\d+)/train\.json", result.stdout):
         per_k.setdefault(k, set()).add(seed)
     assert per_k == {"2": {"0", "1"}, "3": {"1"}}
+
+
+@pytest.mark.parametrize(("configfile", "override", "compiled"), [
+    ("config/paper.yaml", None, False),          # the paper's experiment definition says nothing about compile
+    ("config/paper.yaml", "True", True),         # this machine's runtime choice, from the command line
+    ("config/cpu.yaml", None, True),             # training.compile: true in the cpu config
+    ("config/cpu.yaml", "False", False),         # overridden eagerly
+])
+def test_runtime_compile_overrides_the_configs_compile(configfile: str, override: str | None,
+                                                      compiled: bool) -> None:
+    """`--config runtime_compile=...` picks eager or compiled training without editing the experiment config."""
+    extra = ["--config", f"runtime_compile={override}"] if override else []
+    result = snakemake("results/cpu/runs/k2/unet_D3/seed0/train.json" if "cpu" in configfile
+                       else "results/paper/runs/k2/unet_D3/seed0/train.json",
+                       "-n", "-p", "--forceall", "--cores", "1", "--configfile", configfile, *extra)
+    assert result.returncode == 0, result.stderr[-2000:]
+    commands = [line for line in result.stdout.splitlines() if " ddubench train " in line]
+    assert len(commands) == 1
+    assert (" --compile " in commands[0]) is compiled
+    assert "--compile False" not in commands[0] and "--compile True" not in commands[0]

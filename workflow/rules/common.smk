@@ -82,8 +82,12 @@ def data_dir(run, k):
 
 def training_args(wildcards):
     """Hyperparameters of a run as `ddubench train` flags."""
-    training = dict(run_config(wildcards.run)["training"])
-    compile_flag = " --compile" if training.pop("compile", False) else ""
+    cfg = run_config(wildcards.run)
+    training = dict(cfg["training"])
+    compile_override = config.get("runtime_compile")  # this invocation's runtime choice, whichever run
+    configured = training.pop("compile", False)
+    use_compile = configured if compile_override is None else compile_override
+    compile_flag = " --compile" if use_compile else ""
     flags = {key.replace("_", "-"): value for key, value in training.items()}
     return " ".join(f"--{key} {value}" for key, value in flags.items()) + compile_flag
 
