@@ -264,3 +264,57 @@ def test_compiled_forward_matches_eager_and_shares_parameters() -> None:
         torch.testing.assert_close(fast(images), model(images), rtol=1e-4, atol=1e-5)
     assert {id(p) for p in fast.parameters()} == {id(p) for p in model.parameters()}
     assert set(model.state_dict()) == {key.removeprefix("_orig_mod.") for key in fast.state_dict()}
+
+
+class RecordsGradNorm(Trainer):
+    """Records the global gradient norm the optimizer steps with."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.norms: list[float] = []
+        step = self.optimizer.step
+
+        def recording_step(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+            grads = [p.grad.flatten() for p in self.model.parameters() if p.grad is not None]
+            self.norms.append(float(torch.cat(grads).norm()))
+            return step(*a, **kw)
+
+        self.optimizer.step = recording_step
+
+
+@pytest.mark.parametrize("clip", [None, 0.05])
+def test_gradient_clipping_bounds_the_norm_of_every_step(tiny_dataset: Path, tmp_path: Path,
+                                                        clip: float | None) -> None:
+    train = load_split("synthetic", tiny_dataset / "train.npz")
+    val = load_split("synthetic", tiny_dataset / "val.npz")
+    trainer = _trainer(tmp_path / "run", replace(TINY, max_epochs=1, grad_clip_norm=clip), RecordsGradNorm)
+    trainer.fit(train, val)
+    assert len(trainer.norms) == 4
+    if clip is None:  # the unclipped norms of this model are well above the bound used below
+        assert min(trainer.norms) > 0.05
+    else:
+        assert max(trainer.norms) == pytest.approx(clip, rel=1e-5)
+
+
+def test_last_checkpoint_from_before_a_new_setting_still_resumes(tiny_dataset: Path, tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """A run interrupted under an older TrainConfig (without grad_clip_norm) resumes when the new field is at
+    its default, so adding an option never throws away a long run's finished epochs."""
+    config = replace(TINY, max_epochs=2)
+    original = Trainer.train_epoch
+
+    def killed(self, train):  # noqa: ANN001, ANN202
+        if self.epoch == 1:
+            raise Killed
+        return original(self, train)
+
+    monkeypatch.setattr(Trainer, "train_epoch", killed)
+    with pytest.raises(Killed):
+        train_model(SPEC, tiny_dataset, tmp_path / "b", config, tmp_path / "b.json", progress=False)
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    last = tmp_path / "b" / "last.pt"
+    state = load_checkpoint(last)
+    del state["train_config"]["grad_clip_norm"]  # as written by the version before the field existed
+    save_checkpoint(last, state)
+    summary = train_model(SPEC, tiny_dataset, tmp_path / "b", config, tmp_path / "b.json", progress=False)
+    assert summary["resumed"] is True and summary["result"]["steps"] == 8

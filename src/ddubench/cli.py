@@ -88,7 +88,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         lr=args.lr, max_epochs=args.max_epochs, min_epochs=args.min_epochs,
         early_stopping_patience=args.early_stopping_patience, lr_patience=args.lr_patience,
         lr_factor=args.lr_factor, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
-        dropout=args.dropout, loss=args.loss, seed=args.seed,
+        dropout=args.dropout, loss=args.loss, seed=args.seed, grad_clip_norm=args.grad_clip_norm,
     )
 
     def train(ctx=None) -> dict:
@@ -549,6 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--loss", choices=["macro", "micro"], default="macro", help="dice reduction")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--grad-clip-norm", type=float, default=None, metavar="MAX",
+                   help="clip the global gradient norm to MAX before each step (the authors' synthetic driver: "
+                        "1.0; journal Table 10 names none, so off by default)")
     p.add_argument("--distributed", action="store_true",
                    help="split DDU-Net's subimages over the ranks started by torchrun "
                         "(torchrun --nproc-per-node P -m ddubench train --distributed ...)")

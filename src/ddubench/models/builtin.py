@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 from .ddunet import DDUNet
-from .registry import register_model
+from .registry import register_model, register_spec_key
 from .resnet_ddunet import ResNetDDUNet
 from .unet import UNet
+
+
+def _choice(options: dict[str, str]):
+    """Parser of a one-letter spec value into one of ``options``' names (e.g. ``P`` -> ``position``)."""
+
+    def parse(value: str) -> str:
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return options[value]
+
+    return parse
+
+
+# Protocol options of the synthetic experiments (issue: why our numbers differ from the journal's).
+register_spec_key("N", "norm_stats", _choice({"S": "shared", "P": "position"}), lambda v: v[0].upper())
+register_spec_key("I", "init", _choice({"H": "he", "T": "torch"}), lambda v: v[0].upper())
 
 
 @register_model(
     "unet",
     keys=("D",),
-    optional_keys=("W",),
-    defaults={"depth": 3, "base_width": 4},
+    optional_keys=("W", "I"),
+    defaults={"depth": 3, "base_width": 4, "init": "he"},
     label=lambda p: f"U-Net({p['depth']})",
 )
 def build_unet(*, in_channels: int, num_classes: int, subimage_size: tuple[int, int], dropout: float, **params) -> UNet:
@@ -23,8 +39,8 @@ def build_unet(*, in_channels: int, num_classes: int, subimage_size: tuple[int, 
 @register_model(
     "ddunet",
     keys=("D", "F", "C"),
-    optional_keys=("W",),
-    defaults={"depth": 3, "features": 0, "communicate": True, "base_width": 4},
+    optional_keys=("W", "N", "I"),
+    defaults={"depth": 3, "features": 0, "communicate": True, "base_width": 4, "norm_stats": "shared", "init": "he"},
     label=lambda p: f"DDU-Net({p['depth']},{p['features']},{'Y' if p['communicate'] else 'N'})",
 )
 def build_ddunet(

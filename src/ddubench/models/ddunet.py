@@ -19,7 +19,31 @@ from torch import nn
 from ..data.tiling import grid_shape, split_subimages, stitch_subimages
 from ..errors import ModelSpecError
 from .coarse import CoarseNetwork
-from .unet import UNetDecoder, UNetEncoder, channel_widths, init_he
+from .unet import UNetDecoder, UNetEncoder, channel_widths, initialise
+
+NORM_STATS = ("shared", "position")
+
+
+def per_position(module: nn.Module, tiles: torch.Tensor | list[torch.Tensor], positions: int):
+    """Apply ``module`` once per subimage position, as the authors' code does (one call per subimage).
+
+    ``tiles`` is (B*n, ...) with the n subimages of one image contiguous (or a list of such tensors, the
+    encoder levels). Each call sees the B subimages of one position, so BatchNorm normalises with that
+    position's batch statistics and updates its running statistics once per position, in position order.
+    The results are put back in (B*n, ...) order (a list of them when the module returns a list).
+    """
+    def position(x: torch.Tensor, p: int) -> torch.Tensor:
+        return x.unflatten(0, (-1, positions))[:, p]
+
+    outputs = [module([position(t, p) for t in tiles] if isinstance(tiles, list) else position(tiles, p))
+               for p in range(positions)]
+
+    def restack(parts: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(parts, dim=1).flatten(0, 1)
+
+    if isinstance(outputs[0], list):
+        return [restack([out[level] for out in outputs]) for level in range(len(outputs[0]))]
+    return restack(outputs)
 
 
 def replace_shared_maps(
@@ -70,9 +94,17 @@ class DDUNetBase(nn.Module):
             self, bottleneck, lambda shared: split_subimages(self.coarse(stitch_subimages(shared, grid)), grid)
         )
 
+    norm_stats: str = "shared"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         grid = self.grid(x)
-        features = self.encoder(split_subimages(x, grid))
+        tiles = split_subimages(x, grid)
+        if self.norm_stats == "position":
+            positions = grid[0] * grid[1]
+            features = per_position(self.encoder, tiles, positions)
+            features[-1] = self.exchange(features[-1], grid)
+            return stitch_subimages(per_position(lambda f: self.head(self.decoder(f)), features, positions), grid)
+        features = self.encoder(tiles)
         features[-1] = self.exchange(features[-1], grid)
         return stitch_subimages(self.head(self.decoder(features)), grid)
 
@@ -92,6 +124,8 @@ class DDUNet(DDUNetBase):
         coarse_kernel: int = 5,
         coarse_layers: int = 3,
         dropout: float = 0.0,
+        norm_stats: str = "shared",
+        init: str = "he",
     ) -> None:
         super().__init__()
         bottleneck = channel_widths(depth, base_width)[-1]
@@ -106,7 +140,10 @@ class DDUNet(DDUNetBase):
                 f"subimage size {subimage_size[0]}x{subimage_size[1]} is not divisible by 2^D = {multiple} "
                 f"(depth {depth}); use subimages whose sides are multiples of {multiple} or a smaller depth"
             )
+        if norm_stats not in NORM_STATS:
+            raise ModelSpecError(f"norm_stats={norm_stats!r} is not one of {', '.join(NORM_STATS)}; fix the model spec")
         self.depth = depth
+        self.norm_stats = norm_stats
         self.features = features
         self.communicate = communicate
         self.subimage_size = tuple(subimage_size)
@@ -114,4 +151,4 @@ class DDUNet(DDUNetBase):
         self.coarse = CoarseNetwork(features, coarse_kernel, coarse_layers, dropout) if features else None
         self.decoder = UNetDecoder(depth, base_width, dropout)
         self.head = nn.Conv2d(base_width, num_classes, kernel_size=1)
-        init_he(self)
+        initialise(self, init)

@@ -51,6 +51,18 @@ class UNetDecoder(nn.Module):
         return x
 
 
+INITS = ("he", "torch")
+
+
+def initialise(module: nn.Module, init: str) -> None:
+    """Apply the weight initialisation ``init`` names: ``he`` (the journal's) or ``torch`` (PyTorch's defaults,
+    which the modules already have when built, as in the authors' code)."""
+    if init not in INITS:
+        raise ModelSpecError(f"init={init!r} is not one of {', '.join(INITS)}; fix the model spec")
+    if init == "he":
+        init_he(module)
+
+
 def init_he(module: nn.Module) -> None:
     """He (Kaiming) initialisation of conv weights, as the journal states; biases zero, BN at (1, 0)."""
     for m in module.modules():
@@ -73,13 +85,14 @@ class UNet(nn.Module):
         depth: int = 3,
         base_width: int = 4,
         dropout: float = 0.0,
+        init: str = "he",
     ) -> None:
         super().__init__()
         self.depth = depth
         self.encoder = UNetEncoder(in_channels, depth, base_width, dropout)
         self.decoder = UNetDecoder(depth, base_width, dropout)
         self.head = nn.Conv2d(base_width, num_classes, kernel_size=1)
-        init_he(self)
+        initialise(self, init)
 
     @property
     def size_multiple(self) -> int:

@@ -57,7 +57,9 @@ def _resumable(last: Path, spec: str, model_args: dict[str, Any], config: TrainC
     if not last.exists():
         return False
     state = load_checkpoint(last)
-    return (state["spec"], state["model_args"], state["train_config"]) == (spec, model_args, asdict(config))
+    # a run started before a TrainConfig field existed resumes if the field has its default value
+    recorded = {**asdict(TrainConfig()), **state["train_config"]}
+    return (state["spec"], state["model_args"], recorded) == (spec, model_args, asdict(config))
 
 
 def _distribute(model: nn.Module, ctx: DistContext, bn: str, seed: int) -> tuple[nn.Module, SingleProcess]:
@@ -70,6 +72,9 @@ def _distribute(model: nn.Module, ctx: DistContext, bn: str, seed: int) -> tuple
     if not isinstance(model, DDUNetBase):
         raise ModelSpecError(f"only DDU-Net models split into subimages across ranks, not {type(model).__name__}; "
                              "train other models without torchrun")
+    if getattr(model, "norm_stats", "shared") != "shared":
+        raise ModelSpecError("BatchNorm statistics per subimage position (_NP) are a single-process protocol option; "
+                             "train it without torchrun or drop _NP")
     model = DistributedDDUNet(model.to(ctx.device), ctx, bn)
     broadcast_state(model)
     torch.manual_seed(seed + 1000 * ctx.rank)  # independent dropout masks per rank

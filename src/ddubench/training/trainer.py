@@ -50,6 +50,7 @@ class TrainConfig:
     dropout: float = 0.1
     loss: str = "macro"
     seed: int = 0
+    grad_clip_norm: float | None = None
 
 
 AMP_MODES = ("off", "on", "auto")
@@ -212,6 +213,9 @@ class Trainer:
                 loss = self.training_loss(images, masks, train.ignore_index)
             self.scaler.scale(loss).backward()
             self.parallel.after_backward(self.model)
+            if self.config.grad_clip_norm is not None:
+                self.scaler.unscale_(self.optimizer)  # clip the true gradients (a no-op without mixed precision)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.parallel.after_step(self.model)
