@@ -147,3 +147,10 @@ def load_split(path: str | Path) -> dict[str, np.ndarray]:
         raise DataError(f"dataset file {path} has images {arrays['images'].shape} and masks "
                         f"{arrays['masks'].shape}; expected two (N, H, W) arrays of equal shape; regenerate it")
     return arrays
+
+
+def load_centres(path: str | Path) -> np.ndarray | None:
+    """The (N, 2, 2) circle centres (x, y) of one split written by :func:`write_dataset`, or None if the
+    file does not hold them (not a synthetic split)."""
+    with np.load(path) as data:
+        return data["centres"] if "centres" in data.files else None

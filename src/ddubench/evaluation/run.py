@@ -15,8 +15,10 @@ from ..models import ModelSpec
 from ..provenance import provenance, utc_now, write_sidecar
 from ..report.figures import prediction_panels
 from ..training.checkpoint import model_from_checkpoint
+from ..data import synthetic
+from .breakdown import line_breakdown
 from .metrics import scores_from_confusion
-from .predict import evaluate, predict
+from .predict import evaluate_per_image, predict
 
 
 def _dataset_k(manifest: dict[str, Any]) -> int | None:
@@ -35,7 +37,8 @@ def evaluate_checkpoint(
     test_file = Path(test_file)
     model, payload = model_from_checkpoint(checkpoint, subimage)
     split = load_split(dataset_kind, test_file)
-    scores = evaluate(model, split, batch_size=batch_size, device=device, progress=progress)
+    scores, per_image = evaluate_per_image(model, split, batch_size=batch_size, device=device, progress=progress)
+    centres = synthetic.load_centres(test_file) if test_file.suffix == ".npz" else None
     test_manifest = read_json(test_file.parent / "manifest.json")
     record = {
         "spec": payload["spec"],
@@ -49,6 +52,8 @@ def evaluate_checkpoint(
         "checkpoint": str(checkpoint),
         "test_data": str(test_file),
         "scores": scores,
+        # synthetic splits: per-image mean IoU of the line and its IoU by distance between the circles
+        "line_breakdown": None if centres is None else line_breakdown(per_image, centres),
         "provenance": provenance(
             config=payload["train_config"], seeds=[payload["train_config"]["seed"]], started=started,
             wall_time_s=time.perf_counter() - clock, inputs=[str(checkpoint), str(test_file)],
