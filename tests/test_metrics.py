@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 from torchmetrics.classification import MulticlassJaccardIndex
 
+from ddubench.config import load_config
 from ddubench.data.registry import SegmentationSplit
+from ddubench.data.synthetic import CLASSES as SYNTHETIC_CLASSES
+from ddubench.data.synthetic import SyntheticSpec, generate
 from ddubench.evaluation.metrics import confusion_matrix_metric, scores_from_confusion
 from ddubench.evaluation.predict import evaluate, predict
-from ddubench.training.losses import DiceLoss, DiceTerms, dice_loss_from_terms, dice_terms
+from ddubench.training.losses import REDUCTIONS, DiceLoss, DiceTerms, dice_loss_from_terms, dice_terms
 
 CLASSES = ("background", "line", "circle")
 
@@ -145,7 +150,7 @@ def _target(seed: int = 0, shape: tuple[int, ...] = (4, 8, 8)) -> torch.Tensor:
     return torch.randint(0, 3, shape, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("reduction", ["macro", "micro"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_dice_loss_perfect_prediction(reduction: str) -> None:
     target = _target()
     logits = 50.0 * torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).double()
@@ -160,13 +165,27 @@ def test_dice_loss_uniform_logits_micro() -> None:
     assert float(loss) == pytest.approx(1 - 1 / 3, abs=1e-6)
 
 
-def test_dice_loss_uniform_logits_macro_ignores_absent_class() -> None:
+def test_dice_loss_uniform_logits_absent_class() -> None:
     target = torch.tensor([[[0, 0, 0, 1]]])  # class 2 absent
-    loss = DiceLoss("macro")(torch.zeros(1, 3, 1, 4, dtype=torch.float64), target)
-    # p = 1/3 everywhere. class 0: 2*(3/3) / (4/3 + 3) = 6/13; class 1: 2*(1/3) / (4/3 + 1) = 2/7
-    expected = ((1 - 6 / 13) + (1 - 2 / 7)) / 2  # = 57/91; counting class 2 would give (7/13 + 5/7 + 1)/3
-    assert float(loss) == pytest.approx(expected, abs=1e-12)
-    assert float(loss) != pytest.approx((7 / 13 + 5 / 7 + 1) / 3, abs=1e-3)
+    logits = torch.zeros(1, 3, 1, 4, dtype=torch.float64)
+    # p = 1/3 everywhere. class 0: dice 2*(3/3) / (4/3 + 3) = 6/13; class 1: 2*(1/3) / (4/3 + 1) = 2/7
+    # macro (smp DiceLoss): the absent class 2 contributes loss 0 and the mean runs over all 3 classes
+    assert float(DiceLoss("macro")(logits, target)) == pytest.approx((7 / 13 + 5 / 7 + 0) / 3, abs=1e-12)  # 38/91
+    # macro_present: the mean over the two present classes only
+    assert float(DiceLoss("macro_present")(logits, target)) == pytest.approx((7 / 13 + 5 / 7) / 2, abs=1e-12)
+
+
+def test_dice_loss_with_ignore_index_by_hand() -> None:
+    # DeepGlobe's case: the ignored class (here 2) is never a target, so it is always absent
+    target = torch.tensor([[[0, 0, 1, 2]]])
+    logits = torch.zeros(1, 3, 1, 4, dtype=torch.float64)
+    # the ignored pixel leaves intersection and cardinality; p = 1/3 on the 3 other pixels
+    # class 0: 2*(2/3) / (3/3 + 2) = 4/9; class 1: 2*(1/3) / (3/3 + 1) = 1/3
+    loss = {r: float(DiceLoss(r, ignore_index=2)(logits, target)) for r in REDUCTIONS}
+    assert loss["macro"] == pytest.approx((5 / 9 + 2 / 3 + 0) / 3, abs=1e-12)  # 11/27
+    assert loss["macro_present"] == pytest.approx((5 / 9 + 2 / 3) / 2, abs=1e-12)  # 11/18 = 3/2 x macro
+    # micro: intersection 2/3 + 1/3 = 1, cardinality 3 x (3/3) summed probabilities + 3 targets = 6
+    assert loss["micro"] == pytest.approx(1 - (2 * 1 + 1e-7) / (6 + 1e-7), abs=1e-12)
 
 
 def test_dice_loss_macro_matches_hand_formula() -> None:
@@ -178,26 +197,67 @@ def test_dice_loss_macro_matches_hand_formula() -> None:
     for c in (0, 1):
         t = (target == c).double()
         per_class.append(1 - 2 * (p[:, c] * t).sum() / (p[:, c].sum() + t.sum()))
-    assert float(DiceLoss("macro")(logits, target)) == pytest.approx(float(sum(per_class) / 2), abs=1e-12)
+    assert float(DiceLoss("macro")(logits, target)) == pytest.approx(float(sum(per_class) / 3), abs=1e-12)
+    assert float(DiceLoss("macro_present")(logits, target)) == pytest.approx(float(sum(per_class) / 2), abs=1e-12)
     # micro: one dice over everything
     one_hot = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).double()
     micro = 1 - 2 * (p * one_hot).sum() / (p.sum() + one_hot.sum())
     assert float(DiceLoss("micro")(logits, target)) == pytest.approx(float(micro), abs=1e-9)
 
 
-@pytest.mark.parametrize("reduction", ["macro", "micro"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_dice_terms_reduce_across_shards(reduction: str) -> None:
     g = torch.Generator().manual_seed(1)
     logits = torch.randn(6, 3, 8, 8, generator=g, dtype=torch.float64)
     target = _target(2, (6, 8, 8))
-    target[:3][target[:3] == 2] = 0  # first shard has no class 2: presence must be summed, not and-ed
+    target[:3][target[:3] == 2] = 0  # first shard has no class 2: presence comes from the summed counts
     a, b = dice_terms(logits[:3], target[:3]), dice_terms(logits[3:], target[3:])
     summed = DiceTerms(a.intersection + b.intersection, a.cardinality + b.cardinality, a.target_count + b.target_count)
     whole = DiceLoss(reduction)(logits, target)
     assert float(dice_loss_from_terms(summed, reduction)) == pytest.approx(float(whole), abs=1e-12)
-    if reduction == "macro":  # ... which differs from averaging the two shards' losses
+    if reduction != "micro":  # ... which differs from averaging the two shards' losses
         mean_of_shards = (dice_loss_from_terms(a, reduction) + dice_loss_from_terms(b, reduction)) / 2
         assert abs(float(mean_of_shards) - float(whole)) > 1e-3
+
+
+@pytest.mark.parametrize("config_file", ["config/cpu.yaml", "config/paper.yaml"])
+def test_every_synthetic_batch_holds_every_class(config_file: str) -> None:
+    """So the committed synthetic grid, trained with macro_present's reduction, is the macro (smp) grid too."""
+    config = load_config(Path(__file__).parents[1] / config_file)
+    synthetic, batch = config["synthetic"], config["training"]["batch_size"]
+    counts = synthetic["counts"]
+    smallest_batch = counts["train"] % batch or batch  # the last batch of an epoch may be smaller
+    for k in synthetic["ks"]:
+        spec = SyntheticSpec(k=k, rule=synthetic["rule"], subimage_size=synthetic["subimage_size"],
+                             seed=synthetic["data_seed"])
+        masks = torch.from_numpy(generate(spec, "train", counts["train"])["masks"]).long()
+        lacking = [int((masks == c).flatten(1).any(1).logical_not().sum()) for c in range(len(SYNTHETIC_CLASSES))]
+        # fewer images lack a class than any batch holds, so every shuffled batch has every class
+        assert max(lacking) < min(smallest_batch, batch), (k, lacking)
+        logits = torch.randn(batch, 3, *masks.shape[1:], generator=torch.Generator().manual_seed(k),
+                             dtype=torch.float64)
+        losses = [float(DiceLoss(r)(logits, masks[:batch])) for r in ("macro", "macro_present")]
+        assert losses[0] == pytest.approx(losses[1], abs=1e-15)
+
+
+def test_dice_terms_accumulate_float16_logits_in_float32() -> None:
+    # one 2048 x 2048 crop, half class 0, half class 1: the per-class sums (699,051 and more) exceed
+    # float16's 65504, so float16 sums would be inf and the loss NaN
+    side = 2048
+    target = torch.zeros(1, side, side, dtype=torch.long)
+    target[:, side // 2 :] = 1
+    logits = torch.zeros(1, 3, side, side, dtype=torch.float16)
+    terms = dice_terms(logits, target)
+    assert terms.intersection.dtype == torch.float32
+    pixels = side * side
+    torch.testing.assert_close(terms.target_count, torch.tensor([pixels / 2, pixels / 2, 0.0]), rtol=0, atol=0)
+    # p = 1/3: class c in {0, 1}: intersection N/6, cardinality N/3 + N/2 -> dice 2/5; class 2 absent
+    torch.testing.assert_close(terms.intersection, torch.tensor([pixels / 6, pixels / 6, 0.0]), rtol=1e-6, atol=0)
+    torch.testing.assert_close(terms.cardinality, torch.tensor([5 * pixels / 6, 5 * pixels / 6, pixels / 3]),
+                               rtol=1e-6, atol=0)
+    assert float(dice_loss_from_terms(terms, "macro")) == pytest.approx(2 * (1 - 2 / 5) / 3, abs=1e-6)
+    assert float(dice_loss_from_terms(terms, "macro_present")) == pytest.approx(1 - 2 / 5, abs=1e-6)
+    assert float(dice_loss_from_terms(terms, "micro")) == pytest.approx(1 - 2 * (pixels / 3) / (2 * pixels), abs=1e-6)
 
 
 def test_dice_ignore_index() -> None:
@@ -208,10 +268,27 @@ def test_dice_ignore_index() -> None:
     assert float(DiceLoss("macro")(logits, target)) > 0.05
     ignored = target.clone()
     ignored[:, 0] = 255  # ... but ignored
-    for reduction in ("macro", "micro"):
+    for reduction in REDUCTIONS:
         assert float(DiceLoss(reduction, ignore_index=255)(logits, ignored)) < 1e-6
 
 
 def test_unknown_reduction() -> None:
     with pytest.raises(ValueError):
         DiceLoss("mean")
+    with pytest.raises(ValueError):
+        dice_loss_from_terms(dice_terms(torch.zeros(1, 2, 1, 1), torch.zeros(1, 1, 1, dtype=torch.long)), "mean")
+
+
+@pytest.mark.parametrize("loss", REDUCTIONS)
+def test_table_notes_say_which_loss_ran(loss: str) -> None:
+    from ddubench.report.deepglobe_tables import table6
+    from ddubench.report.tables import table10
+
+    config = load_config(Path(__file__).parents[1] / "config/smoke.yaml")
+    config["training"]["loss"] = config["deepglobe"]["training"]["loss"] = loss
+    synthetic = table10(config).set_index("hyperparameter").loc["loss"]
+    assert synthetic["value_ours"] == f"dice ({loss})" and synthetic["note"].startswith(f"ran {loss}: ")
+    assert "synthetic grid is unaffected" in synthetic["note"]
+    deepglobe = table6(config["deepglobe"]).set_index("hyperparameter").loc["loss"]
+    assert deepglobe["value_ours"] == f"dice ({loss})" and deepglobe["note"].startswith(f"ran {loss}: ")
+    assert "before 2026-12-02 with macro computed macro_present" in deepglobe["note"]

@@ -547,7 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--eval-batch-size", type=int, default=64)
     p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--loss", choices=["macro", "micro"], default="macro", help="dice reduction")
+    p.add_argument("--loss", choices=["macro", "macro_present", "micro"], default="macro",
+                   help="dice reduction: macro = smp DiceLoss (absent classes 0, mean over all classes), "
+                        "macro_present = mean over the classes present in the batch, micro = journal Eq. (1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--grad-clip-norm", type=float, default=None, metavar="MAX",
                    help="clip the global gradient norm to MAX before each step (the authors' synthetic driver: "

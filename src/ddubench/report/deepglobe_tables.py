@@ -15,6 +15,7 @@ from ..data.deepglobe import CLASSES, IGNORE_INDEX, SPLITS
 from ..errors import DataError
 from ..io import read_json
 from ..models import CoarseNetwork, ModelSpec, build_model
+from ..training.losses import CORRECTED, DEFINITIONS
 from . import paper
 
 TABLE9_SUBIMAGE = 256  # journal Table 9 gives feature-map sizes for 256x256 subimages
@@ -206,7 +207,10 @@ def _table6_note(name: str, journal: object, thesis: object, ours: object, deepg
     parts = []
     if journal is not None and ours != journal:
         if name == "loss":
-            parts.append("macro = per-class dice mean as in the authors' code; micro = journal Eq. (1)")
+            parts.append(f"ran {training['loss']}: {DEFINITIONS[training['loss']]}; journal Eq. (1) is micro. "
+                         "Unknown (the ignore index) is never a target, so macro is 6/7 of macro_present when "
+                         f"all six land-cover classes are in a batch; DeepGlobe runs trained before {CORRECTED} "
+                         "with macro computed macro_present")
         elif name == "mixed_precision" and training["amp"] == "auto":
             parts.append("float16 autocast + GradScaler on CUDA; plain float32 on the CPU")
         elif name == "select_on":
