@@ -687,12 +687,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Output paths of each command (argparse dests), checked before any work so that an unwritable one stops
+# the command with one line and nothing else written.
+OUTPUT_FILES = {
+    "train": ("summary",), "evaluate": ("out",), "predictions": ("pdf", "csv"),
+    "deepglobe-predictions": ("pdf14", "csv14", "pdf15", "csv15"), "examples": ("pdf", "csv"), "table": ("out",),
+    "figure": ("out",), "measure": ("out",), "inference": ("out",), "scaling": ("out",),
+    "cnn-dnn-classification": ("out",),
+}
+OUTPUT_FOLDERS = {"generate-synthetic": ("out",), "deepglobe-fake": ("out",), "deepglobe-prepare": ("out",),
+                  "train": ("run_dir",)}
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    from .io import check_writable, check_writable_folder
+
+    for check, table in ((check_writable, OUTPUT_FILES), (check_writable_folder, OUTPUT_FOLDERS)):
+        for dest in table.get(args.command, ()):
+            if getattr(args, dest, None):
+                check(getattr(args, dest))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_outputs(args)
         args.handler(args)
     except DdubenchError as err:
         print(f"ddubench: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a read or write the checks above could not foresee, e.g. a full disk
+        if err.filename is None:
+            raise
+        print(f"ddubench: error: {err.filename}: {err.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ddubench: interrupted; finished checkpoints and outputs are kept", file=sys.stderr)

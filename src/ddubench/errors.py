@@ -19,3 +19,7 @@ class ModelSpecError(DdubenchError):
 
 class CheckpointError(DdubenchError):
     """A missing or incompatible checkpoint."""
+
+
+class OutputError(DdubenchError):
+    """An output path that cannot be written."""
