@@ -23,6 +23,7 @@ if not workflow.configfiles:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/training.smk"
+include: "workflow/rules/protocol.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/deepglobe.smk"
 include: "workflow/rules/deepglobe_baselines.smk"

@@ -7,6 +7,7 @@ file, the key and the fix.
 
 from __future__ import annotations
 
+import copy
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -74,3 +75,42 @@ def seeds_note(config: dict[str, Any]) -> str:
         count = len(exception["seeds"])
         parts.append(f"k = {ks}: {count} seed{'s' if count > 1 else ''} ({exception['reason']})")
     return "; ".join(parts)
+
+
+def protocol_variants(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The protocol-study variants of ``config`` by name (empty without a ``protocol_study`` section)."""
+    return {variant["name"]: variant for variant in config.get("protocol_study", {}).get("variants", [])}
+
+
+def variant_run(run: str, variant: dict[str, Any]) -> str:
+    """The run whose models a variant trains: ``<run>-<variant>`` when it changes the training or the data
+    (a derived configuration), else ``run`` itself (the variant only adds spec tokens, or none)."""
+    return f"{run}-{variant['name']}" if variant.get("training") or variant.get("synthetic") else run
+
+
+def variant_spec(spec: str, variant: dict[str, Any]) -> str:
+    """``spec`` with the variant's model tokens that its model takes (e.g. ``_NP`` only for DDU-Nets)."""
+    from .models import ModelSpec
+    from .models.registry import MODELS
+
+    parsed = ModelSpec.parse(spec)
+    accepted = MODELS[parsed.name].all_keys
+    tokens = [token for token in variant.get("model_tokens", []) if token[0] in accepted]
+    return str(ModelSpec.parse("_".join([str(parsed), *tokens])))
+
+
+def derived_config(base: dict[str, Any], variant_name: str, source: str = "<config>") -> dict[str, Any]:
+    """The configuration of run ``<base run>-<variant>``: ``base`` with the variant's training and synthetic
+    settings laid over its own (validated like any configuration)."""
+    variants = protocol_variants(base)
+    if variant_name not in variants:
+        raise ConfigError(f"{source}: run {base['run']}-{variant_name} names no protocol_study variant "
+                          f"{variant_name!r}; known: {', '.join(variants) or 'none'}")
+    variant = variants[variant_name]
+    derived = copy.deepcopy({key: value for key, value in base.items() if key != "protocol_study"})
+    for section in ("training", "synthetic"):
+        derived[section] = {**derived[section], **variant.get(section, {})}
+    derived["run"] = f"{base['run']}-{variant_name}"
+    derived["description"] = f"{base.get('description', '').strip()} Protocol variant {variant_name}: " \
+                             f"{variant['description']}"
+    return validate_config(derived, f"{source} (protocol_study variant {variant_name})")

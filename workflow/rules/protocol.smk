@@ -1,0 +1,57 @@
+"""The synthetic protocol study (config `protocol_study`): a few Fig. 9 cells under named protocol variants.
+
+A variant with training or synthetic settings trains through the ordinary `generate_synthetic`, `train` and
+`evaluate` rules in the derived run `<run>-<variant>` (its configuration is the run's with the variant laid
+over it); a variant with spec tokens trains in the run itself under the extended spec (`..._NP`). So every
+study model is trained, resumed and recorded exactly like a grid model.
+"""
+
+from ddubench.report.protocol import protocol_cells
+
+
+def protocol_evals(wildcards):
+    """Test and validation evaluation JSONs of every model of the study."""
+    cells = protocol_cells(run_config(wildcards.run))
+    return [path for cell in cells for path in (cell.test_eval, cell.val_eval)]
+
+
+rule evaluate_val:
+    input:
+        checkpoint="results/{run}/runs/k{k}/{spec}/seed{seed}/best.pt",
+        data="data/{run}/synthetic/k{k}/val.npz",
+        manifest="data/{run}/synthetic/k{k}/manifest.json",
+    output:
+        "results/{run}/runs/k{k}/{spec}/seed{seed}/eval_val.json",
+    threads: 1
+    log:
+        "logs/{run}/evaluate/k{k}_{spec}_seed{seed}_on_val.log",
+    shell:
+        "{DDUBENCH} evaluate --checkpoint {input.checkpoint} --data {input.data} --out {output}"
+        " --threads {threads} --no-progress > {log} 2>&1"
+
+
+rule protocol_table:
+    input:
+        protocol_evals,
+    output:
+        "results/{run}/protocol_study.csv",
+        "results/{run}/protocol_study.meta.json",
+    params:
+        config=run_config_file,
+    log:
+        "logs/{run}/protocol_table.log",
+    shell:
+        "{DDUBENCH} table protocol --config {params.config} --evals {input} --out {output[0]} > {log} 2>&1"
+
+
+rule protocol_figures:
+    input:
+        "results/{run}/protocol_study.csv",
+    output:
+        bars="figures/{run}/protocol_study.pdf",
+        distance="figures/{run}/protocol_by_distance.pdf",
+    log:
+        "logs/{run}/protocol_figures.log",
+    shell:
+        "({DDUBENCH} figure protocol --csv {input} --out {output.bars}"
+        " && {DDUBENCH} figure protocol_distance --csv {input} --out {output.distance}) > {log} 2>&1"
