@@ -14,12 +14,16 @@ import torch
 from PIL import Image
 
 from ddubench.cli import main
+from ddubench.data import deepglobe
 from ddubench.data.deepglobe import (
     CLASSES,
     COLOURS,
     IGNORE_INDEX,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    OFF_PALETTE_ERROR,
+    OFF_PALETTE_WARN,
+    PALETTE_TOLERANCE,
     PrepareSpec,
     colours_to_ids,
     crop_origins,
@@ -61,10 +65,12 @@ def test_colour_round_trip_with_off_corner_values() -> None:
     rng = np.random.default_rng(0)
     ids = rng.integers(0, len(CLASSES), (40, 50)).astype(np.uint8)
     colours = ids_to_colours(ids).astype(np.int16)
-    # values a lossy encoder leaves near 0 and 255 still threshold to the right corner
-    jitter = rng.integers(0, 100, colours.shape)
-    noisy = np.where(colours > 127, colours - jitter // 2 - 1, colours + jitter + 27).clip(0, 255).astype(np.uint8)
-    assert np.array_equal(colours_to_ids(noisy, "mask.png"), ids)
+    # noise a lossy encoder leaves near 0 and 255 (up to the tolerance) is on the palette
+    jitter = rng.integers(0, PALETTE_TOLERANCE + 1, colours.shape)
+    noisy = np.where(colours > 127, colours - jitter, colours + jitter).astype(np.uint8)
+    assert int(np.abs(noisy.astype(np.int16) - colours).max()) == PALETTE_TOLERANCE
+    converted, off_palette = colours_to_ids(noisy, "mask.png")
+    assert np.array_equal(converted, ids) and off_palette == 0
     assert [tuple(ids_to_colours(np.array([i]))[0]) for i in range(len(CLASSES))] == list(COLOURS)
     assert CLASSES[IGNORE_INDEX] == "unknown" and IGNORE_INDEX == 6
 
@@ -75,6 +81,46 @@ def test_colour_that_is_no_class_is_rejected_naming_the_file(colour: tuple[int, 
     mask[3, 5] = colour
     with pytest.raises(DataError, match=r"tile_mask\.png: 1 pixels \(first at row 3, column 5"):
         colours_to_ids(mask, "some/tile_mask.png")
+
+
+@pytest.mark.parametrize("colour, class_id", [((10, 200, 30), 3), ((128, 128, 128), 5), ((215, 40, 215), 2)])
+def test_off_palette_pixels_keep_their_thresholded_class_and_are_counted(
+    colour: tuple[int, int, int], class_id: int, caplog: pytest.LogCaptureFixture,
+) -> None:
+    mask = ids_to_colours(np.full((10, 10), 1, np.uint8))  # agriculture
+    mask[0, 0] = colour  # 1% off the palette: counted, no warning
+    ids, off_palette = colours_to_ids(mask, "tile_mask.png")
+    on_palette = max(abs(a - b) for a, b in zip(colour, COLOURS[class_id])) <= PALETTE_TOLERANCE
+    assert ids[0, 0] == class_id and off_palette == (0 if on_palette else 1) and not caplog.records
+    assert (ids[1:] == 1).all()
+
+
+def test_off_palette_share_warns_then_stops(caplog: pytest.LogCaptureFixture) -> None:
+    mask = ids_to_colours(np.full((10, 10), 3, np.uint8))  # forest
+    assert OFF_PALETTE_WARN == 0.01 and OFF_PALETTE_ERROR == 0.5
+    flat = mask.reshape(-1, 3)
+    flat[:2] = (10, 200, 30)  # 2% off the palette: a warning naming the file
+    assert colours_to_ids(mask, "some/tile_mask.png")[1] == 2
+    assert len(caplog.records) == 1 and "some/tile_mask.png: 2 of 100 pixels (2.00%)" in caplog.records[0].message
+    flat[:50] = (128, 128, 128)  # exactly half: still a warning
+    assert colours_to_ids(mask, "some/tile_mask.png")[1] == 50
+    flat[:51] = (128, 128, 128)  # mostly off the palette: an error
+    with pytest.raises(DataError, match=r"some/tile_mask\.png: 51 of 100 pixels \(51\.0%\).*not a DeepGlobe colour mask"):
+        colours_to_ids(mask, "some/tile_mask.png")
+
+
+def test_manifest_counts_off_palette_pixels_per_mask(fake_root: Path, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    root = _copy(fake_root, tmp_path)
+    mask_path = min((root / "train").glob("*_mask.png"))
+    mask = np.array(Image.open(mask_path).convert("RGB"))
+    mask[:16, :32] = (128, 128, 128)  # 512 of 25,600 pixels (2%)
+    Image.fromarray(mask).save(mask_path)
+    manifest = prepare(root, tmp_path / "out", SPEC, progress=False)
+    counts = {tile: record["mask_off_palette_px"] for split in manifest["splits"].values()
+              for tile, record in split["sources"].items()}
+    assert counts == {tile: 512 if tile == mask_path.name[: -len("_mask.png")] else 0 for tile in counts}
+    assert [r.message for r in caplog.records if mask_path.name in r.message] != []
 
 
 def test_unknown_colour_in_a_file_names_that_file(fake_root: Path, tmp_path: Path) -> None:
@@ -184,7 +230,7 @@ def test_prepared_crops_are_the_source_pixels(fake_root: Path, prepared: Path) -
         colours = np.asarray(Image.open(fake_root / "train" / f"{crop['id']}_mask.png").convert("RGB"))
         rows, cols = slice(crop["row"], crop["row"] + 64), slice(crop["col"], crop["col"] + 64)
         assert np.array_equal(train.images[index].numpy(), image[rows, cols].transpose(2, 0, 1))
-        assert np.array_equal(train.masks[index].numpy(), colours_to_ids(colours[rows, cols], "mask"))
+        assert np.array_equal(train.masks[index].numpy(), colours_to_ids(colours[rows, cols], "mask")[0])
     origins = {(c["row"], c["col"]) for c in manifest["splits"]["train"]["crops"]}
     assert origins == {(0, 0), (0, 64), (64, 0), (64, 64)}
     assert [(c["row"], c["col"]) for c in manifest["splits"]["test"]["crops"]] == [(0, 0)]
@@ -199,9 +245,69 @@ def test_manifest_checksums_and_reuse(fake_root: Path, prepared: Path) -> None:
         for entry in manifest["splits"][split]["files"].values():
             assert hashlib.sha256((prepared / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
     assert manifest["fake"]["seed"] == 0 and manifest["ignore_index"] == IGNORE_INDEX
+    assert [t["mask_off_palette_px"] for split in manifest["splits"].values() for t in split["sources"].values()] \
+        == [0] * 6
     before = (prepared / "train" / "images.npy").stat().st_mtime_ns
     assert prepare(fake_root, prepared, SPEC, progress=False) == manifest
     assert (prepared / "train" / "images.npy").stat().st_mtime_ns == before
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_failed_preparation_leaves_the_kept_one_whole(fake_root: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "prepared"
+    prepare(fake_root, out, SPEC, progress=False)
+    kept = _snapshot(out)
+    write_split = deepglobe._write_split
+
+    def fail_in_the_second_split(out_dir: Path, split: str, *args, **kwargs):
+        if split == "val":
+            raise DataError("injected failure in the second split")
+        return write_split(out_dir, split, *args, **kwargs)
+
+    monkeypatch.setattr(deepglobe, "_write_split", fail_in_the_second_split)
+    other_seed = ["deepglobe-prepare", "--root", str(fake_root), "--out", str(out), "--train", "4", "--val", "1",
+                  "--test", "1", "--crop-train", "64", "--crop-test", "128", "--subimage", "32", "--no-progress"]
+    assert main([*other_seed, "--split-seed", "1"]) == 2
+    assert "injected failure in the second split" in capsys.readouterr().err
+    assert _snapshot(out) == kept  # not one file replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # no temporary folder left
+    monkeypatch.undo()
+    # the original command reuses the kept preparation, which is the one a fresh run builds
+    assert main([*other_seed, "--split-seed", "0"]) == 0
+    assert _snapshot(out) == kept
+    fresh = tmp_path / "fresh"
+    prepare(fake_root, fresh, SPEC, progress=False)
+    assert {k: v for k, v in _snapshot(fresh).items() if k != "manifest.json"} == \
+        {k: v for k, v in kept.items() if k != "manifest.json"}
+
+
+def test_reuse_checks_the_recorded_checksums(fake_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "prepared"
+    manifest = prepare(fake_root, out, SPEC, progress=False)
+    masks = out / "val" / "masks.npy"
+    intact = masks.read_bytes()
+    damaged = bytearray(intact)
+    damaged[-1] ^= 1  # same size and shape, one pixel's class changed
+    masks.write_bytes(bytes(damaged))
+    assert prepare(fake_root, out, SPEC, progress=False)["splits"] == manifest["splits"]
+    assert masks.read_bytes() == intact  # rebuilt, not reused
+    masks.write_bytes(intact[: len(intact) // 2])  # truncated: rebuilt too
+    prepare(fake_root, out, SPEC, progress=False)
+    assert masks.read_bytes() == intact
+
+
+def test_a_folder_holding_other_files_is_not_replaced(fake_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "prepared"
+    (out / "train").mkdir(parents=True)
+    (out / "train" / "123_sat.jpg").write_bytes(b"a user's tile")
+    with pytest.raises(DataError, match=rf"{out} holds {out / 'train' / '123_sat.jpg'}, which no DeepGlobe"):
+        prepare(fake_root, out, SPEC, progress=False)
+    assert (out / "train" / "123_sat.jpg").read_bytes() == b"a user's tile"
 
 
 def test_loader_normalises_batches_and_ignores_unknown(prepared: Path) -> None:
@@ -238,7 +344,8 @@ def test_fake_generator_is_deterministic_and_coherent(fake_root: Path, tmp_path:
     assert layout == "kaggle" and len(tiles) == 6
     for tile in tiles:
         assert Image.open(tile.image).format == "JPEG" and Image.open(tile.mask).format == "PNG"
-        ids = colours_to_ids(np.asarray(Image.open(tile.mask).convert("RGB")), tile.mask)
+        ids, off_palette = colours_to_ids(np.asarray(Image.open(tile.mask).convert("RGB")), tile.mask)
+        assert off_palette == 0  # the generator writes exact class colours
         same = ((ids[:, 1:] == ids[:, :-1]).mean() + (ids[1:] == ids[:-1]).mean()) / 2
         assert same > 0.95  # regions, not per-pixel noise
         assert len(np.unique(ids)) >= 2

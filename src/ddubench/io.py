@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,12 +97,17 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 @contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``target``; it replaces ``target`` as a whole only if the block
-    succeeds. On failure ``target`` is left exactly as it was and the temporary folder is removed."""
+    succeeds. On failure ``target`` is left exactly as it was and the temporary folder is removed.
+
+    The swap is two renames: a crash between them leaves no ``target`` (the old folder stays complete under
+    a ``.replaced`` name beside it), never a mixture of old and new files.
+    """
     target = Path(target)
     check_writable_folder(target)
     _make_folder(target.parent, target)
+    build = Path(os.path.abspath(target)).with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.building")
     try:
-        build = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".building", dir=target.parent))
+        build.mkdir()  # unlike mkdtemp, this keeps the umask's permissions
     except OSError as err:
         raise _unwritable(target, f"cannot create a folder in {target.parent} ({err.strerror})") from None
     try:

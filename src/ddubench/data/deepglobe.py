@@ -7,16 +7,25 @@ Input layouts (``root`` is the folder given in the config):
   both folders are pooled before our own split.
 
 Class ids (the authors' numbering, also torchgeo's): 0 urban, 1 agriculture, 2 rangeland, 3 forest, 4 water,
-5 barren, 6 unknown. Unknown is ``IGNORE_INDEX``: left out of the loss and of every metric. Mask colours
-are thresholded per channel at 128, so every pixel becomes one of the 8 RGB corners; the one corner that
-is no class, red (255, 0, 0), is an error naming the file.
+5 barren, 6 unknown. Unknown is ``IGNORE_INDEX``: left out of the loss and of every metric.
+
+Colour rule: DeepGlobe's own instruction, each mask channel thresholded at 128, gives every pixel one of
+the 8 RGB corners; the one corner that is no class, red (255, 0, 0), is an error naming the file. A pixel
+is *off the palette* when some channel lies more than ``PALETTE_TOLERANCE`` (40) from its class colour:
+more than lossy-compression noise, e.g. (128, 128, 128) or (10, 200, 30). Off-palette pixels keep their
+thresholded class but are counted per mask (``mask_off_palette_px`` in the manifest); more than
+``OFF_PALETTE_WARN`` (1%) of a mask gives a warning naming the file, more than ``OFF_PALETTE_ERROR``
+(half) is an error: such a file is not a DeepGlobe colour mask.
 
 Preprocessing (:func:`prepare`) splits the tile ids with a seeded permutation (written to ``split.json``),
 cuts ``crop_train`` crops on a non-overlapping grid from the top-left for training (journal: 1024, four per
 2448 tile) and one ``crop_test`` crop at the top-left for validation and test (journal: 2048), and stores
 each split as memory-mappable ``<out>/<split>/images.npy`` (N, 3, c, c) uint8 and ``masks.npy`` (N, c, c)
-uint8 ids, with ``manifest.json`` (parameters, ids, crop positions, class pixel counts, sha256 of sources
-and outputs). Images are normalised with the ImageNet mean/std when batches are made (scaled to [0, 1]
+uint8 ids, with ``manifest.json`` (parameters, ids, crop positions, class and off-palette pixel counts,
+sha256 of sources and outputs). A preparation is built in a temporary folder beside ``<out>`` and replaces
+it whole only when every split is written, so a failure never leaves new arrays beside an old manifest; an
+existing preparation is reused only if its arrays still have the recorded shapes and checksums.
+Images are normalised with the ImageNet mean/std when batches are made (scaled to [0, 1]
 first), as the authors did for their ImageNet-pretrained encoder.
 """
 
@@ -24,8 +33,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,13 +45,18 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import DataError
-from ..io import atomic_path, read_json, write_json
+from ..io import atomic_dir, atomic_path, read_json, write_json
 from ..provenance import provenance, utc_now
 
 CLASSES = ("urban", "agriculture", "rangeland", "forest", "water", "barren", "unknown")
 COLOURS = ((0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0))
 IGNORE_INDEX = CLASSES.index("unknown")
 THRESHOLD = 128
+PALETTE_TOLERANCE = 40
+OFF_PALETTE_WARN = 0.01
+OFF_PALETTE_ERROR = 0.5
+CONVERSION = {"threshold": THRESHOLD, "palette_tolerance": PALETTE_TOLERANCE, "off_palette_warn": OFF_PALETTE_WARN,
+              "off_palette_error": OFF_PALETTE_ERROR}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SPLITS = ("train", "val", "test")
@@ -52,6 +67,7 @@ LAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
                  ("data/test_data/images", "data/test_data/masks")),
 }
 _NO_CLASS = 255
+LOG = logging.getLogger(__name__)
 
 
 def _corner(rgb: Sequence[int]) -> int:
@@ -64,20 +80,39 @@ for _class_id, _colour in enumerate(COLOURS):
     _CORNER_TO_ID[_corner(_colour)] = _class_id
 
 
-def colours_to_ids(rgb: np.ndarray, source: str | Path) -> np.ndarray:
-    """(H, W, 3) colour mask -> (H, W) uint8 class ids; a colour that is no class is an error naming ``source``."""
-    bits = rgb[..., :3] >= THRESHOLD
+def _class_colours() -> str:
+    return ", ".join(f"{name} {colour}" for name, colour in zip(CLASSES, COLOURS))
+
+
+def colours_to_ids(rgb: np.ndarray, source: str | Path) -> tuple[np.ndarray, int]:
+    """(H, W, 3) colour mask -> (H, W) uint8 class ids and its number of off-palette pixels (module docstring).
+
+    Red pixels and a mostly off-palette mask are errors naming ``source``; more than 1% off the palette warns.
+    """
+    rgb = rgb[..., :3]
+    bits = rgb >= THRESHOLD
     ids = _CORNER_TO_ID[4 * bits[..., 0] + 2 * bits[..., 1] + bits[..., 2]]
     bad = ids == _NO_CLASS
     if bad.any():
         row, col = (int(v) for v in np.argwhere(bad)[0])
-        colour = tuple(int(v) for v in rgb[row, col, :3])
-        raise DataError(
-            f"{source}: {int(bad.sum())} pixels (first at row {row}, column {col}: {colour}) are no DeepGlobe class "
-            f"colour after thresholding at {THRESHOLD}; fix the mask (class colours: "
-            + ", ".join(f"{name} {colour}" for name, colour in zip(CLASSES, COLOURS)) + ")"
-        )
-    return ids
+        colour = tuple(int(v) for v in rgb[row, col])
+        raise DataError(f"{source}: {int(bad.sum())} pixels (first at row {row}, column {col}: {colour}) are no "
+                        f"DeepGlobe class colour after thresholding at {THRESHOLD}; fix the mask (class colours: "
+                        f"{_class_colours()})")
+    distance = np.abs(rgb.astype(np.int16) - np.asarray(COLOURS, np.int16)[ids]).max(axis=-1)
+    off = int((distance > PALETTE_TOLERANCE).sum())
+    share = off / max(ids.size, 1)
+    if share > OFF_PALETTE_ERROR:
+        raise DataError(f"{source}: {off} of {ids.size} pixels ({100 * share:.1f}%) are more than "
+                        f"{PALETTE_TOLERANCE} away from every DeepGlobe class colour in some channel, so this is not "
+                        f"a DeepGlobe colour mask (a class-id or lossy-compressed mask?); replace it with the RGB "
+                        f"mask (class colours: {_class_colours()})")
+    if share > OFF_PALETTE_WARN:
+        LOG.warning("ddubench: warning: %s: %d of %d pixels (%.2f%%) are more than %d away from their class colour "
+                    "in some channel; they keep the class of their colour thresholded at %d (counted in the "
+                    "manifest as mask_off_palette_px)", source, off, ids.size, 100 * share, PALETTE_TOLERANCE,
+                    THRESHOLD)
+    return ids, off
 
 
 def ids_to_colours(ids: np.ndarray) -> np.ndarray:
@@ -254,10 +289,10 @@ def _write_split(out_dir: Path, split: str, tiles: list[Tile], size: int, grid: 
         for tile, origins in tqdm(plan, desc=f"deepglobe {split}", unit="tile", disable=not progress, leave=False):
             pixels, image_sha = read_rgb(tile.image)
             colours, mask_sha = read_rgb(tile.mask)
-            ids = colours_to_ids(colours, tile.mask)
+            ids, off_palette = colours_to_ids(colours, tile.mask)
             image_counts += np.bincount(ids.ravel(), minlength=len(CLASSES))
-            sources[tile.id] = {"image": str(tile.image), "mask": str(tile.mask),
-                                "image_sha256": image_sha, "mask_sha256": mask_sha}
+            sources[tile.id] = {"image": str(tile.image), "mask": str(tile.mask), "image_sha256": image_sha,
+                                "mask_sha256": mask_sha, "mask_off_palette_px": off_palette}
             for row, col in origins:
                 images[index] = pixels[row : row + size, col : col + size].transpose(2, 0, 1)
                 masks[index] = ids[row : row + size, col : col + size]
@@ -281,38 +316,80 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _intact(manifest: dict[str, Any], out_dir: Path) -> bool:
+    """Whether every array the manifest lists is there with its recorded shape and sha256."""
+    if not (out_dir / "split.json").is_file():
+        return False
+    for split in SPLITS:
+        entry = manifest["splits"][split]
+        count, side = len(entry["crops"]), entry["crop_px"]
+        shapes = {"images": (count, 3, side, side), "masks": (count, side, side)}
+        for name, file in entry["files"].items():
+            path = out_dir / file["file"]
+            try:
+                array = np.load(path, mmap_mode="r")
+            except (OSError, ValueError):
+                return False
+            if (array.shape, array.dtype) != (shapes[name], np.uint8) or _sha256(path) != file["sha256"]:
+                return False
+    return True
+
+
+def _ours(name: str, own: Iterable[str]) -> bool:
+    """A file a preparation writes, or the temporary file of one that a killed run left behind."""
+    return any(name == own_name or (name.startswith(f".{own_name}.") and name.endswith(".tmp")) for own_name in own)
+
+
+def _check_own(out_dir: Path) -> None:
+    """``out_dir`` may hold only what a preparation writes, since a new preparation replaces it whole."""
+    if not out_dir.is_dir():
+        return
+    foreign = []
+    for path in sorted(out_dir.iterdir()):
+        if path.name in SPLITS and path.is_dir():
+            foreign += [p for p in sorted(path.iterdir()) if not _ours(p.name, ("images.npy", "masks.npy"))]
+        elif not _ours(path.name, ("split.json", "manifest.json")):
+            foreign.append(path)
+    if foreign:
+        raise DataError(f"{out_dir} holds {', '.join(str(p) for p in foreign[:3])}, which no DeepGlobe preparation "
+                        "wrote; a new preparation replaces the whole folder, so move them or choose another --out")
+
+
 def prepare(root: str | Path, out_dir: str | Path, spec: PrepareSpec, progress: bool = True) -> dict[str, Any]:
     """Split and crop the tiles under ``root`` into ``out_dir`` (see the module docstring); returns the manifest.
 
-    An existing preparation of the same tiles (paths and byte sizes) with the same spec is reused.
+    An existing preparation of the same tiles (paths and byte sizes) with the same spec and colour rule is
+    reused if its arrays are intact; otherwise a new one is built beside it and replaces it whole.
     """
     started, clock = utc_now(), time.perf_counter()
     out_dir = Path(out_dir)
     layout, tiles = find_tiles(root)
     source = {"root": str(Path(root).resolve()), "layout": layout,
               "tiles": {t.id: [t.image.stat().st_size, t.mask.stat().st_size] for t in tiles}}
+    wanted = {"source": source, "spec": asdict(spec), "conversion": CONVERSION}
     manifest_path = out_dir / "manifest.json"
-    if manifest_path.exists():
+    if manifest_path.is_file():
         old = read_json(manifest_path)
-        if (old.get("source"), old.get("spec")) == (source, asdict(spec)) and all(
-            (out_dir / entry["file"]).exists() for split in SPLITS for entry in old["splits"][split]["files"].values()
-        ):
+        if {key: old.get(key) for key in wanted} == wanted and _intact(old, out_dir):
             return old
+    _check_own(out_dir)
     marker = Path(root) / FAKE_MARKER
     ids = split_ids([t.id for t in tiles], {s: getattr(spec, s) for s in SPLITS}, spec.split_seed)
-    write_json(out_dir / "split.json", {"seed": spec.split_seed, "sizes": {s: getattr(spec, s) for s in SPLITS},
-                                        "source": source["root"], "ids": ids})
     by_id = {t.id: t for t in tiles}
-    splits = {split: _write_split(out_dir, split, [by_id[i] for i in ids[split]], spec.crop(split),
-                                  grid=split == "train", progress=progress) for split in SPLITS}
-    manifest = {
-        "source": source, "spec": asdict(spec), "splits": splits,
-        "fake": read_json(marker) if marker.exists() else None,
-        "classes": list(CLASSES), "colours": [list(c) for c in COLOURS], "ignore_index": IGNORE_INDEX,
-        "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "on": "images scaled to [0, 1]"},
-        "provenance": provenance(started=started, wall_time_s=time.perf_counter() - clock, inputs=[str(root)]),
-    }
-    write_json(manifest_path, manifest)
+    with atomic_dir(out_dir) as build:
+        write_json(build / "split.json", {"seed": spec.split_seed, "sizes": {s: getattr(spec, s) for s in SPLITS},
+                                          "source": source["root"], "ids": ids})
+        splits = {split: _write_split(build, split, [by_id[i] for i in ids[split]], spec.crop(split),
+                                      grid=split == "train", progress=progress) for split in SPLITS}
+        manifest = {
+            **wanted, "splits": splits,
+            "fake": read_json(marker) if marker.exists() else None,
+            "classes": list(CLASSES), "colours": [list(c) for c in COLOURS], "ignore_index": IGNORE_INDEX,
+            "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+                              "on": "images scaled to [0, 1]"},
+            "provenance": provenance(started=started, wall_time_s=time.perf_counter() - clock, inputs=[str(root)]),
+        }
+        write_json(build / "manifest.json", manifest)
     return manifest
 
 
