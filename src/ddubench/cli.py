@@ -369,6 +369,9 @@ def cmd_measure(args: argparse.Namespace) -> None:
         model = build_model(spec, in_channels=in_channels, num_classes=num_classes, subimage_size=size)
         print(f"{spec.label} ({spec}): {count_parameters(model)} parameters")
         return
+    if args.distributed:
+        _step_time_over_ranks(args)
+        return
     record = measure_train_step(args.model, args.k, args.subimage_size, args.batch_size, args.warmup, args.repeats,
                                 compile_model=args.compile)
     print(f"{record['label']} ({record['mode']}): training step, batch {args.batch_size}, k={args.k}: median "
@@ -381,6 +384,30 @@ def cmd_measure(args: argparse.Namespace) -> None:
 
         write_json(args.out, {**record, "provenance": provenance(method="time.perf_counter around forward, "
                                                                         "dice loss, backward, Adam step")})
+
+
+def _step_time_over_ranks(args: argparse.Namespace) -> None:
+    """`measure step-time --distributed` under torchrun: rank 0 writes every rank's record."""
+    from .distributed.runtime import distributed
+    from .io import write_json
+    from .measure.scaling import gather_records
+    from .measure.train_ranks import METHOD, measure_rank_train_step
+    from .provenance import provenance
+
+    if args.compile:
+        raise DdubenchError("--compile applies to single-process training only; drop it with --distributed")
+    with distributed(device=getattr(args, "device", "cpu")) as ctx:
+        records = gather_records(measure_rank_train_step(args.model, args.k, ctx, args.subimage_size,
+                                                         args.batch_size, args.warmup, args.repeats))
+        if ctx.is_main:
+            slowest = max(r["step_time_median_s"] for r in records)
+            print(f"{records[0]['label']} over {ctx.world_size} {ctx.backend} ranks, batch {args.batch_size}, "
+                  f"k={args.k}: median {slowest * 1e3:.1f} ms, peak "
+                  f"{max(r['peak_mem_bytes'] for r in records) / 2**20:.1f} MB per rank")
+            if args.out:
+                write_json(args.out, {"records": records, "provenance": provenance(
+                    world_size=ctx.world_size, method=f"{METHOD}; memory: {records[0]['memory_method']}",
+                    extra={"backend": ctx.backend})})
 
 
 def cmd_inference(args: argparse.Namespace) -> None:
@@ -639,6 +666,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--compile", action="store_true", help="step-time: time the torch.compile'd step (train --compile)")
+    p.add_argument("--distributed", action="store_true",
+                   help="step-time: the spatially parallel step of `train --distributed` over the ranks of torchrun "
+                        "(torchrun --nproc-per-node P -m ddubench measure step-time --distributed ...)")
     p.add_argument("--out", help="step-time: also write the record as JSON")
 
     p = add("inference", cmd_inference,

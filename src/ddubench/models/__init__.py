@@ -1,12 +1,13 @@
-"""Segmentation models and the name -> builder registry."""
+"""Segmentation models and the name -> builder registry (plug-ins: entry point group ``ddubench.models``)."""
 
 from .coarse import CoarseNetwork
 from .ddunet import DDUNet
-from .registry import MODELS, ModelSpec, build_model, register_model, register_spec_key
+from .registry import MODELS, PLUGIN_GROUP, ModelSpec, build_model, load_models, register_model, register_spec_key
 from .unet import UNet, UNetDecoder, UNetEncoder
 
 __all__ = [
     "MODELS",
+    "PLUGIN_GROUP",
     "CoarseNetwork",
     "DDUNet",
     "ModelSpec",
@@ -14,6 +15,7 @@ __all__ = [
     "UNetDecoder",
     "UNetEncoder",
     "build_model",
+    "load_models",
     "register_model",
     "register_spec_key",
 ]

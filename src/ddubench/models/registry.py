@@ -6,13 +6,19 @@ is DDU-Net(4, 256, Y) with a ResNet18 encoder (``_BT``: frozen BatchNorm statist
 as in the authors' code; ``_BE``, the default, keeps them fixed). Each token after the name
 is one upper-case key letter followed by its value. Snakemake paths, CLI arguments and result tables
 all use this one spelling.
+
+Models come from plug-ins: every entry point of the group ``ddubench.models`` (any installed package may
+declare one; ours declare the baselines in ``pyproject.toml``) names a module that registers its models
+on import, or a function that registers them when called. They are loaded the first time a spec is parsed.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 from torch import nn
@@ -112,7 +118,7 @@ class ModelSpec:
     @classmethod
     def parse(cls, text: str) -> ModelSpec:
         """Parse ``ddunet_D3_F16_CY``-style specs; a one-line error names the problem."""
-        _ensure_builtin_models()
+        load_models()
         name, *tokens = text.split("_")
         if name not in MODELS:
             raise ModelSpecError(f"unknown model {name!r} in spec {text!r}; known models: {', '.join(sorted(MODELS))}")
@@ -180,11 +186,25 @@ def build_model(
     )
 
 
-def _ensure_builtin_models() -> None:
-    """Import the modules that register the built-in models and the baselines (idempotent)."""
-    from . import builtin  # noqa: F401
+PLUGIN_GROUP = "ddubench.models"
+_loaded = False
 
-    try:
-        import baselines  # noqa: F401
-    except ImportError:  # the baselines package is optional for library users
-        pass
+
+def load_models() -> None:
+    """Register the built-in models and every installed plug-in's (once; a broken plug-in is one clear error)."""
+    global _loaded
+    if _loaded:
+        return
+    from . import builtin  # noqa: F401  (registers U-Net, DDU-Net and the ResNet DDU-Net)
+
+    for entry_point in metadata.entry_points(group=PLUGIN_GROUP):
+        try:
+            loaded = entry_point.load()
+            if not inspect.ismodule(loaded):
+                loaded()
+        except Exception as err:  # noqa: BLE001  (a plug-in's own failure, reported as one line)
+            raise ModelSpecError(
+                f"model plug-in {entry_point.name!r} ({entry_point.value}, entry point group {PLUGIN_GROUP}) "
+                f"failed to load: {type(err).__name__}: {err}; fix or uninstall the package that declares it"
+            ) from None
+    _loaded = True
