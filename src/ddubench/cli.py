@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from . import __version__
 from .device import resolve_device
 from .errors import DdubenchError
 
@@ -516,14 +517,24 @@ def _add_runtime(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs stay readable)")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default only where it says something: not for required options, flags or no default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default in (None, False, True) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddubench", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=_HelpFormatter)
         p.set_defaults(handler=handler)
         return p
 
@@ -532,19 +543,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, required=True, help="subimages per image; images are (32k)x32")
     p.add_argument("--rule", choices=["journal", "thesis"], default="journal",
                    help="circle placement: journal = any other subimage, width 3; thesis = <= 1 subimage between, width 2")
-    p.add_argument("--subimage-size", type=int, default=32)
-    p.add_argument("--train", type=int, default=4000)
-    p.add_argument("--val", type=int, default=1000)
-    p.add_argument("--test", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subimage-size", type=int, default=32, help="side of one square subimage in pixels")
+    p.add_argument("--train", type=int, default=4000, help="training images")
+    p.add_argument("--val", type=int, default=1000, help="validation images")
+    p.add_argument("--test", type=int, default=1000, help="test images")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generator (data, not training)")
     p.add_argument("--out", required=True, help="output directory")
 
     p = add("deepglobe-fake", cmd_deepglobe_fake,
             "Write generated DeepGlobe-format tiles (<out>/train/<id>_sat.jpg + <id>_mask.png); NOT DeepGlobe data.")
     p.add_argument("--out", required=True, help="root folder of the fake tiles")
-    p.add_argument("--images", type=int, default=8)
+    p.add_argument("--images", type=int, default=8, help="number of tiles")
     p.add_argument("--size", type=int, default=2448, help="tile side in pixels (DeepGlobe: 2448)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the tile generator")
 
     p = add("deepglobe-prepare", cmd_deepglobe_prepare,
             "Split DeepGlobe tiles (Kaggle or torchgeo layout) and cache class-id crops with a manifest.")
@@ -553,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     for split, default in (("train", "0.7"), ("val", "0.15"), ("test", "0.15")):
         p.add_argument(f"--{split}", type=_count_or_fraction, default=_count_or_fraction(default),
                        help=f"{split} images: a fraction (all three sum to 1) or a count")
-    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the permutation of tile ids into splits")
     p.add_argument("--crop-train", type=int, default=1024, help="side of the training crops (grid from the top-left)")
     p.add_argument("--crop-test", type=int, default=2048, help="side of the one top-left val/test crop")
     p.add_argument("--subimage", type=int, default=256, help="subimage side DDU-Net models use on these crops")
@@ -565,19 +576,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "(or a prepared DeepGlobe folder with train/, val/, manifest.json)")
     p.add_argument("--run-dir", required=True, help="directory for best.pt, last.pt (resume) and history.csv")
     p.add_argument("--summary", required=True, help="where to write the training summary JSON")
-    p.add_argument("--lr", type=float, default=0.008)
-    p.add_argument("--max-epochs", type=int, default=40)
+    p.add_argument("--lr", type=float, default=0.008, help="Adam learning rate")
+    p.add_argument("--max-epochs", type=int, default=40, help="epochs at most")
     p.add_argument("--min-epochs", type=int, default=20, help="no early stopping before this epoch")
-    p.add_argument("--early-stopping-patience", type=int, default=8)
+    p.add_argument("--early-stopping-patience", type=int, default=8,
+                   help="stop after this many epochs without a lower validation loss")
     p.add_argument("--lr-patience", type=int, default=3, help="epochs without improvement before the LR decays")
-    p.add_argument("--lr-factor", type=float, default=0.5)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--eval-batch-size", type=int, default=64)
-    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--lr-factor", type=float, default=0.5, help="factor the LR is multiplied by when it decays")
+    p.add_argument("--batch-size", type=int, default=16, help="training batch size")
+    p.add_argument("--eval-batch-size", type=int, default=64, help="batch size of the validation passes")
+    p.add_argument("--dropout", type=float, default=0.1, help="dropout probability of the model")
     p.add_argument("--loss", choices=["macro", "macro_present", "micro"], default="macro",
                    help="dice reduction: macro = smp DiceLoss (absent classes 0, mean over all classes), "
                         "macro_present = mean over the classes present in the batch, micro = journal Eq. (1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="training seed (initialisation, batch order, dropout)")
     p.add_argument("--grad-clip-norm", type=float, default=None, metavar="MAX",
                    help="clip the global gradient norm to MAX before each step (the authors' synthetic driver: "
                         "1.0; journal Table 10 names none, so off by default)")
@@ -601,49 +613,50 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime(p)
 
     p = add("evaluate", cmd_evaluate, "Score a checkpoint on a test split (confusion matrix -> IoU per class, mIoU).")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, help="checkpoint to score, e.g. runs/x/best.pt")
     p.add_argument("--data", required=True, help="test split, e.g. data/.../k6/test.npz or data/.../deepglobe/test")
     p.add_argument("--out", required=True, help="evaluation JSON to write")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="evaluation batch size")
     p.add_argument("--subimage", type=int, metavar="N",
                    help="apply the model to N x N subimages instead of its training subimage size")
     _add_runtime(p)
 
     p = add("predictions", cmd_predictions, "Qualitative figure: inputs, ground truth and predictions of several models.")
-    p.add_argument("--checkpoints", nargs="+", required=True)
+    p.add_argument("--checkpoints", nargs="+", required=True, help="one checkpoint per model shown, in order")
     p.add_argument("--data", required=True, help="test split file")
-    p.add_argument("--examples", type=int, default=3)
-    p.add_argument("--pdf", required=True)
+    p.add_argument("--examples", type=int, default=3, help="test images shown")
+    p.add_argument("--pdf", required=True, help="figure PDF to write")
     p.add_argument("--csv", required=True, help="per-example line IoU of each model")
     _add_runtime(p)
 
     p = add("deepglobe-predictions", cmd_deepglobe_predictions,
             "Journal Figs. 14/15: DeepGlobe test crops, true masks, predictions and error maps of several models.")
-    p.add_argument("--checkpoints", nargs="+", required=True)
+    p.add_argument("--checkpoints", nargs="+", required=True, help="one checkpoint per model shown, in order")
     p.add_argument("--subimages", nargs="+", type=_subimage_choice, required=True,
                    help="per checkpoint: whole (the whole crop), own (its training subimages) or a side in px")
     p.add_argument("--data", required=True, help="prepared DeepGlobe split folder, e.g. data/cpu/deepglobe/test")
-    p.add_argument("--examples", type=int, default=2)
-    p.add_argument("--pdf14", required=True)
+    p.add_argument("--examples", type=int, default=2, help="test crops shown")
+    p.add_argument("--pdf14", required=True, help="Fig. 14 PDF to write (predictions)")
     p.add_argument("--csv14", required=True, help="what Fig. 14 drew, with each example's mIoU per model")
-    p.add_argument("--pdf15", required=True)
+    p.add_argument("--pdf15", required=True, help="Fig. 15 PDF to write (error maps)")
     p.add_argument("--csv15", required=True, help="what Fig. 15 drew, with correct/wrong/unknown pixels")
     _add_runtime(p)
 
     p = add("examples", cmd_examples,
             "Journal Figs. 5/6: example images and masks (synthetic with red subimage borders, or DeepGlobe crops).")
-    p.add_argument("kind", choices=["synthetic", "deepglobe"])
+    p.add_argument("kind", choices=["synthetic", "deepglobe"], help="journal Fig. 5 (synthetic) or Fig. 6 (DeepGlobe)")
     p.add_argument("--data", required=True, help="synthetic test.npz, or a prepared DeepGlobe split folder")
-    p.add_argument("--examples", type=int, default=2)
-    p.add_argument("--pdf", required=True)
+    p.add_argument("--examples", type=int, default=2, help="examples shown")
+    p.add_argument("--pdf", required=True, help="figure PDF to write")
     p.add_argument("--csv", required=True, help="which examples were drawn, with class pixel counts")
 
     p = add("table", cmd_table, "Build a results table CSV (+ .meta.json provenance sidecar).")
     p.add_argument("name", choices=["table7", "table8", "table10", "fig9", "fig10", "fig11", "scaling", "throughput",
                                     *ANALYSIS_TABLES,
-                                    *DEEPGLOBE_TABLES, *BASELINE_TABLES])
+                                    *DEEPGLOBE_TABLES, *BASELINE_TABLES],
+                   help="which table: journal table<N>, fig<N> data, or one of ours (scaling, throughput, protocol)")
     p.add_argument("--data", help="prepared DeepGlobe folder with manifest.json (table3)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="CSV to write (the sidecar goes beside it)")
     p.add_argument("--config", help="configuration file the table belongs to (recorded in the sidecar)")
     p.add_argument("--evals", nargs="*", help="evaluation JSON files (fig9, fig10, fig11; table1/table2: "
                    "train.json, eval_train.json, eval_test.json of every run)")
@@ -652,19 +665,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="device fig7 measures (cpu, cuda, cuda:N, auto; default: the config's fig7.device)")
 
     p = add("figure", cmd_figure, "Draw a figure PDF from its results CSV.")
-    p.add_argument("name", choices=["fig9", "fig11", "scaling", "fig7", "fig13"])
-    p.add_argument("--csv", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("name", choices=["fig9", "fig11", "scaling", "fig7", "fig13"], help="which figure")
+    p.add_argument("--csv", required=True, help="results CSV the figure is drawn from")
+    p.add_argument("--out", required=True, help="figure PDF to write")
 
     p = add("measure", cmd_measure, "Measure a model: parameter count, or training-step time on random data.")
-    p.add_argument("what", choices=["params", "step-time"])
-    p.add_argument("--model", required=True)
+    p.add_argument("what", choices=["params", "step-time"], help="parameter count or training-step time")
+    p.add_argument("--model", required=True, help="model spec, e.g. ddunet_D3_F16_CY")
     p.add_argument("--k", type=int, default=2, help="subimages per image (step-time)")
-    p.add_argument("--subimage-size", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--subimage-size", type=int, default=32, help="side of one square subimage in pixels")
+    p.add_argument("--batch-size", type=int, default=16, help="step-time: batch size")
+    p.add_argument("--warmup", type=int, default=3, help="step-time: untimed steps first")
+    p.add_argument("--repeats", type=int, default=10, help="step-time: timed steps")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--compile", action="store_true", help="step-time: time the torch.compile'd step (train --compile)")
     p.add_argument("--distributed", action="store_true",
                    help="step-time: the spatially parallel step of `train --distributed` over the ranks of torchrun "
@@ -677,8 +690,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model spec, e.g. resnetddunet_R18_F256_CY, glnet, fctl")
     p.add_argument("--resolution", type=_resolution, required=True, help="HEIGHTxWIDTH of the image")
     p.add_argument("--subimage-size", type=int, default=None, help="DDU-Net subimage side (default: whole image)")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1, help="untimed passes first")
+    p.add_argument("--repeats", type=int, default=3, help="timed passes")
     p.add_argument("--out", required=True, help="JSON with the record (same shape as `ddubench scaling`)")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
@@ -688,9 +701,9 @@ def build_parser() -> argparse.ArgumentParser:
             "(torchrun --standalone --nproc-per-node P -m ddubench scaling ...; gloo on CPU, NCCL on GPUs).")
     p.add_argument("--model", required=True, help="DDU-Net spec, e.g. ddunet_D3_F16_CY")
     p.add_argument("--resolutions", type=_resolution, nargs="+", required=True, help="HEIGHTxWIDTH images")
-    p.add_argument("--subimage-size", type=int, default=32)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--subimage-size", type=int, default=32, help="side of one square subimage in pixels")
+    p.add_argument("--warmup", type=int, default=2, help="untimed passes first")
+    p.add_argument("--repeats", type=int, default=5, help="timed passes")
     p.add_argument("--out", required=True, help="JSON with every rank's record (written by rank 0)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per rank")
     p.add_argument("--device", default="cpu", help="cpu (gloo) or cuda/auto (NCCL, cuda:LOCAL_RANK)")
@@ -713,7 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no per-model log lines")
 
     p = add("validate-config", cmd_validate_config, "Check configuration files against the schema.")
-    p.add_argument("configs", nargs="+")
+    p.add_argument("configs", nargs="+", help="configuration files, e.g. config/cpu.yaml")
     return parser
 
 
