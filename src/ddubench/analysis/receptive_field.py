@@ -310,10 +310,12 @@ def exact_interval(model: nn.Module, position: tuple[int, int]) -> tuple[Interva
     return _exact(model_paths(model, 0), position[0]), _exact(model_paths(model, 1), position[1])
 
 
-def _gradient_probe(model: nn.Module) -> nn.Module:
+def gradient_probe(model: nn.Module) -> nn.Module:
     """A float64 eval copy in which every gradient path stays open: max pools become average pools of the
     same window (a max pool passes gradient to one pixel only), all weights are positive constants, biases
-    are zero and BatchNorm is the identity, so with a positive input no ReLU is ever inactive."""
+    are zero and BatchNorm is the identity, so with a positive input no ReLU is ever inactive. On
+    non-negative inputs the probe is a linear map with non-negative coefficients: an output pixel is
+    positive for a one-hot input exactly where it depends on that input pixel."""
     probe = copy.deepcopy(model).double().eval()
     for name, module in list(probe.named_modules()):
         if isinstance(module, nn.MaxPool2d):
@@ -341,7 +343,7 @@ def empirical_receptive_field(
     if in_channels is None:
         in_channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
     image = torch.ones(1, in_channels, height, width, dtype=torch.float64, requires_grad=True)
-    output = _gradient_probe(model)(image)
+    output = gradient_probe(model)(image)
     row, col = position if position is not None else (output.shape[-2] // 2, output.shape[-1] // 2)
     output[0, :, row, col].sum().backward()
     hit = image.grad[0].abs().sum(dim=0) > 0

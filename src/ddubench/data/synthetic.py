@@ -60,12 +60,16 @@ class SyntheticSpec:
         return self.subimage_size, self.subimage_size * self.k
 
 
-def second_subimage(rng: np.random.Generator, first: int, k: int, rule: str) -> int:
-    """Pick the second circle's subimage given the first one's, by the placement rule."""
+def second_subimage_candidates(first: int, k: int, rule: str) -> list[int]:
+    """The subimages the second circle may lie in given the first one's, by the placement rule."""
     if rule == "journal":
-        candidates = [s for s in range(k) if s != first]
-    else:
-        candidates = [s for s in range(k) if 1 <= abs(s - first) <= 2]
+        return [s for s in range(k) if s != first]
+    return [s for s in range(k) if 1 <= abs(s - first) <= 2]
+
+
+def second_subimage(rng: np.random.Generator, first: int, k: int, rule: str) -> int:
+    """Pick the second circle's subimage given the first one's, uniformly among the rule's candidates."""
+    candidates = second_subimage_candidates(first, k, rule)
     return int(candidates[rng.integers(len(candidates))])
 
 
