@@ -8,6 +8,7 @@ import torch
 
 from ddubench.analysis.ceiling import (
     _best_iou, candidate_centres, dependency_support, line_iou_ceiling, line_pixels, pair_weights, support_class,
+    support_model,
 )
 from ddubench.analysis.receptive_field import exact_interval
 from ddubench.data.synthetic import SyntheticSpec, draw_sample
@@ -84,3 +85,10 @@ def test_ceiling_is_one_when_every_pixel_sees_both_circles_and_lower_without_com
 ])
 def test_support_classes(spec: str, cls: str | None) -> None:
     assert support_class(spec) == cls
+
+
+@pytest.mark.parametrize("spec", ["unet_D2", "ddunet_D2_F2_CY"])
+def test_the_one_channel_support_model_has_the_regions_of_the_full_width_model(spec: str) -> None:
+    thin = support_model(spec, 16)
+    assert max(m.out_channels for m in thin.modules() if isinstance(m, torch.nn.Conv2d)) < 16
+    assert torch.equal(dependency_support(thin, 16, 48), dependency_support(_model(spec, 16), 16, 48))

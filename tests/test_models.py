@@ -221,7 +221,8 @@ def test_spec_round_trip(text: str) -> None:
 
 def test_spec_canonical_form_and_params() -> None:
     spec = ModelSpec.parse("ddunet_D3_F16_CY")
-    assert spec.kwargs == {"depth": 3, "features": 16, "communicate": True, "base_width": 4}
+    assert spec.kwargs == {"depth": 3, "features": 16, "communicate": True, "base_width": 4, "init": "he",
+                           "norm_stats": "shared"}
     assert str(ModelSpec.parse("unet_D3_W4")) == "unet_D3"  # default width dropped
     assert str(ModelSpec.parse("ddunet_D3")) == "ddunet_D3_F0_CY"  # required keys always written
     assert ModelSpec.parse("unet_D2_W8").kwargs["base_width"] == 8

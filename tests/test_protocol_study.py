@@ -53,6 +53,11 @@ def test_cells_of_the_paper_study() -> None:
     position = by_key["bn_position", 6, "ddunet_D3_F32_CY"]
     assert not position.reused and position.run_dir == "results/paper/runs/k6/ddunet_D3_F32_CY_NP/seed0"
     assert by_key["driver", 2, "ddunet_D3_F8_CY"].run_dir == "results/paper-driver/runs/k2/ddunet_D3_F8_CY/seed0"
+    # ceilings: the model's dependency-region class on the data it trained on (a variant's own only if it
+    # changes the data)
+    assert position.ceiling == "results/paper/ceilings/k6/ddunet_D3_F1_CY.json"
+    assert by_key["driver", 6, "unet_D3"].ceiling == "results/paper/ceilings/k6/unet_D3.json"
+    assert by_key["thesis_data", 2, "unet_D3"].ceiling == "results/paper-thesis_data/ceilings/k2/unet_D3.json"
 
 
 def _record(iou: float, precision: float, recall: float, per_image: float, bins: list[float | None]) -> dict:
@@ -72,7 +77,7 @@ def test_protocol_table_from_hand_made_records() -> None:
         value = 0.3 if cell.run == "paper" else 0.5
         records[cell.test_eval] = _record(value + 0.1 * cell.seed, 0.6, 0.7, value - 0.05, [0.9, 0.8, 0.4, 0.2, None])
         records[cell.val_eval] = _record(value + 0.02, 0.0, 0.0, None, [None] * 5)
-    table = protocol_table(config, records).set_index("variant")
+    table = protocol_table(config, records, {"results/paper/ceilings/k6/unet_D3.json": 0.44}).set_index("variant")
     assert list(table.index) == ["table10", "driver", "bn_position"]
     assert table.loc["table10", "iou_line_ours"] == pytest.approx(0.35)  # mean of 0.3 and 0.4
     assert table.loc["table10", "iou_line_ours_std"] == pytest.approx(0.0707107, rel=1e-5)
@@ -84,3 +89,6 @@ def test_protocol_table_from_hand_made_records() -> None:
     assert (table["iou_line_paper"] == 0.68).all() and (table["n_seeds"] == 2).all()  # journal Fig. 9, k = 6 U-Net
     assert "does not change this model" in table.loc["bn_position", "note"]
     assert "does not change" not in table.loc["table10", "note"]
+    assert (table["iou_line_ceiling"] == 0.44).all()  # every variant here trains on the run's own data
+    assert table["note"].str.contains("the paper's value is above the receptive-field ceiling").all()  # 0.68
+    assert table.columns.get_loc("iou_line_ceiling") == table.columns.get_loc("iou_line_paper") + 1

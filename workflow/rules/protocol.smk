@@ -15,6 +15,14 @@ def protocol_evals(wildcards):
     return [path for cell in cells for path in (cell.test_eval, cell.val_eval)]
 
 
+def protocol_ceilings(wildcards):
+    """Receptive-field ceiling JSONs of the study's model classes on each variant's data (none without `ceiling`)."""
+    cfg = run_config(wildcards.run)
+    if "ceiling" not in cfg:
+        return []
+    return list(dict.fromkeys(cell.ceiling for cell in protocol_cells(cfg) if cell.ceiling))
+
+
 rule evaluate_val:
     input:
         checkpoint="results/{run}/runs/k{k}/{spec}/seed{seed}/best.pt",
@@ -32,7 +40,8 @@ rule evaluate_val:
 
 rule protocol_table:
     input:
-        protocol_evals,
+        evals=protocol_evals,
+        ceilings=protocol_ceilings,
     output:
         "results/{run}/protocol_study.csv",
         "results/{run}/protocol_study.meta.json",
@@ -41,7 +50,8 @@ rule protocol_table:
     log:
         "logs/{run}/protocol_table.log",
     shell:
-        "{DDUBENCH} table protocol --config {params.config} --evals {input} --out {output[0]} > {log} 2>&1"
+        "{DDUBENCH} table protocol --config {params.config} --evals {input.evals} --ceilings {input.ceilings}"
+        " --out {output[0]} > {log} 2>&1"
 
 
 rule protocol_figures:

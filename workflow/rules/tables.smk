@@ -7,7 +7,7 @@ checkout); training and evaluation never rerun for that, because their inputs ar
 
 rule table8:
     output:
-        "results/{run}/table8.csv",
+        report_table("results/{run}/table8.csv"),
         "results/{run}/table8.meta.json",
     params:
         config=run_config_file,
@@ -19,7 +19,7 @@ rule table8:
 
 rule table10:
     output:
-        "results/{run}/table10.csv",
+        report_table("results/{run}/table10.csv"),
         "results/{run}/table10.meta.json",
     params:
         config=run_config_file,
@@ -31,37 +31,41 @@ rule table10:
 
 rule fig9_table:
     input:
-        fig9_evals,
+        evals=fig9_evals,
+        ceilings=lambda wildcards: grid_ceilings(wildcards, on_own_k=True),
     output:
-        "results/{run}/fig9_heatmap.csv",
+        report_table("results/{run}/fig9_heatmap.csv"),
         "results/{run}/fig9_heatmap.meta.json",
     params:
         config=run_config_file,
     log:
         "logs/{run}/fig9_table.log",
     shell:
-        "{DDUBENCH} table fig9 --config {params.config} --evals {input} --out {output[0]} > {log} 2>&1"
+        "{DDUBENCH} table fig9 --config {params.config} --evals {input.evals} --ceilings {input.ceilings}"
+        " --out {output[0]} > {log} 2>&1"
 
 
 rule fig11_table:
     input:
-        fig11_evals,
+        evals=fig11_evals,
+        ceilings=lambda wildcards: grid_ceilings(wildcards, on_own_k=False),
     output:
-        "results/{run}/fig11_generalization.csv",
+        report_table("results/{run}/fig11_generalization.csv"),
         "results/{run}/fig11_generalization.meta.json",
     params:
         config=run_config_file,
     log:
         "logs/{run}/fig11_table.log",
     shell:
-        "{DDUBENCH} table fig11 --config {params.config} --evals {input} --out {output[0]} > {log} 2>&1"
+        "{DDUBENCH} table fig11 --config {params.config} --evals {input.evals} --ceilings {input.ceilings}"
+        " --out {output[0]} > {log} 2>&1"
 
 
 rule fig10_table:
     input:
         fig10_evals,
     output:
-        "results/{run}/fig10_depth.csv",
+        report_table("results/{run}/fig10_depth.csv"),
         "results/{run}/fig10_depth.meta.json",
     params:
         config=run_config_file,
@@ -76,9 +80,9 @@ rule fig10_predictions:
         unpack(fig10_data),
         checkpoints=fig10_checkpoints,
     output:
-        csv="results/{run}/fig10_predictions.csv",
+        csv=report_table("results/{run}/fig10_predictions.csv"),
         meta="results/{run}/fig10_predictions.meta.json",
-        pdf="figures/{run}/fig10_depth.pdf",
+        pdf=report_figure("figures/{run}/fig10_depth.pdf"),
     params:
         examples=lambda wildcards: run_config(wildcards.run)["fig10"]["examples"],
     threads: 1
@@ -94,9 +98,9 @@ rule predictions:
         unpack(prediction_data),
         checkpoints=prediction_checkpoints,
     output:
-        csv="results/{run}/fig8_predictions.csv",
+        csv=report_table("results/{run}/fig8_predictions.csv"),
         meta="results/{run}/fig8_predictions.meta.json",
-        pdf="figures/{run}/fig8_predictions.pdf",
+        pdf=report_figure("figures/{run}/fig8_predictions.pdf"),
     params:
         examples=lambda wildcards: run_config(wildcards.run)["predictions"]["examples"],
     threads: 1

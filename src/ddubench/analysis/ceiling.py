@@ -24,6 +24,7 @@ Pillow drawing, threshold sweep) are each a few array operations.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict
 from typing import Any
 
@@ -44,14 +45,34 @@ def dependency_support(model: nn.Module, height: int, width: int, batch: int = 2
     channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
     pixels = height * width
     support = torch.zeros(pixels, pixels, dtype=torch.bool)
-    with torch.no_grad():
-        for start in range(0, pixels, batch):
-            index = torch.arange(start, min(start + batch, pixels))
-            basis = torch.zeros(len(index), channels, pixels)
-            basis[torch.arange(len(index)), :, index] = 1.0
-            response = probe(basis.view(len(index), channels, height, width)).sum(dim=1)
-            support[:, index] = (response.view(len(index), pixels) > 0).T
+    # oneDNN is several times slower than the plain im2col convolution on the one-channel layers of
+    # support_model; NNPACK (fast transforms) would leave rounding noise where the exact answer is 0
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")  # said on every switch
+        with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False), torch.backends.nnpack.flags(enabled=False):
+            for start in range(0, pixels, batch):
+                index = torch.arange(start, min(start + batch, pixels))
+                basis = torch.zeros(len(index), channels, pixels)
+                basis[torch.arange(len(index)), :, index] = 1.0
+                response = probe(basis.view(len(index), channels, height, width)).sum(dim=1)
+                support[:, index] = (response.view(len(index), pixels) > 0).T
     return support
+
+
+def support_model(spec_text: str, subimage_size: int) -> nn.Module:
+    """The model ``spec_text`` at base width 1, whose dependency regions are those of every width.
+
+    In the gradient probe every weight of a layer is the same constant, so all channels of a layer carry the
+    same values and a one-channel-per-width model has the same support, at a fraction of the cost."""
+    from ..models import ModelSpec, build_model
+
+    spec = ModelSpec.parse(spec_text)
+    kwargs = spec.kwargs
+    if "base_width" in kwargs:
+        spec = ModelSpec(spec.name, tuple(sorted({**kwargs, "base_width": 1}.items())))
+    in_channels, num_classes = spec.io
+    return build_model(spec, in_channels=in_channels, num_classes=num_classes,
+                       subimage_size=(subimage_size, subimage_size))
 
 
 def candidate_centres(spec: SyntheticSpec) -> np.ndarray:

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from ..analysis.ceiling import support_class  # noqa: E402
 from ..config import protocol_variants, variant_run, variant_spec  # noqa: E402
 from ..evaluation.breakdown import DISTANCE_EDGES_PX, distance_bin_labels  # noqa: E402
 from ..models import ModelSpec  # noqa: E402
@@ -39,6 +40,7 @@ class ProtocolCell:
     seed: int
     run: str  # the run whose runs/ folder holds it (the base run or <run>-<variant>)
     reused: bool  # the variant does not change this model: it is the run's own grid model
+    data_run: str  # the run whose synthetic data it trains on (the base run unless the variant changes the data)
 
     @property
     def run_dir(self) -> str:
@@ -52,6 +54,12 @@ class ProtocolCell:
     def val_eval(self) -> str:
         return f"{self.run_dir}/eval_val.json"
 
+    @property
+    def ceiling(self) -> str | None:
+        """The receptive-field ceiling JSON of this cell's model class on its data (None: no ceiling)."""
+        cls = support_class(self.spec)
+        return None if cls is None else f"results/{self.data_run}/ceilings/k{self.k}/{cls}.json"
+
 
 def protocol_cells(config: dict[str, Any]) -> list[ProtocolCell]:
     """Every model the study of ``config`` trains or reuses, variant by variant."""
@@ -64,7 +72,8 @@ def protocol_cells(config: dict[str, Any]) -> list[ProtocolCell]:
                 spec, run = variant_spec(model, variant), variant_run(config["run"], variant)
                 for seed in study["seeds"]:
                     cells.append(ProtocolCell(variant["name"], k, model, spec, seed, run,
-                                              reused=(spec, run) == (model, config["run"])))
+                                              reused=(spec, run) == (model, config["run"]),
+                                              data_run=run if variant.get("synthetic") else config["run"]))
     return cells
 
 
@@ -85,10 +94,13 @@ def _bin_column(label: str) -> str:
     return "iou_line_d" + label.replace("<", "lt").replace(">=", "ge").replace("-", "_") + "_ours"
 
 
-def protocol_table(config: dict[str, Any], records: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """One row per (variant, k, model): line IoU three ways and by distance, mean over seeds, with the paper's.
+def protocol_table(config: dict[str, Any], records: dict[str, dict[str, Any]],
+                   ceilings: dict[str, float] | None = None) -> pd.DataFrame:
+    """One row per (variant, k, model): line IoU three ways and by distance, mean over seeds, with the paper's
+    and the receptive-field ceiling of the model on the variant's data.
 
-    ``records`` maps each cell's eval JSON path (test and validation) to its record.
+    ``records`` maps each cell's eval JSON path (test and validation) to its record, ``ceilings`` each
+    cell's ceiling JSON path (:attr:`ProtocolCell.ceiling`) to its ``iou_line_ceiling``.
     """
     labels = distance_bin_labels()
     descriptions = {name: v["description"] for name, v in protocol_variants(config).items()}
@@ -106,6 +118,7 @@ def protocol_table(config: dict[str, Any], records: dict[str, dict[str, Any]]) -
             "iou_line_val": val["scores"]["iou"]["line"],
             "precision_line": test["scores"]["precision"]["line"], "recall_line": test["scores"]["recall"]["line"],
             "best_epoch": test["best_epoch"],
+            "iou_line_ceiling": (ceilings or {}).get(cell.ceiling),
             **{_bin_column(label): by_bin.get(label) for label in labels},
         })
     frame = pd.DataFrame(rows)
@@ -113,6 +126,7 @@ def protocol_table(config: dict[str, Any], records: dict[str, dict[str, Any]]) -
     values = ["iou_line", "iou_line_per_image", "iou_line_val", "precision_line", "recall_line", "best_epoch",
               *[_bin_column(label) for label in labels]]
     grouped = frame.groupby(keys, sort=False, dropna=False)
+    ceiling = grouped["iou_line_ceiling"].first()
     table = grouped[values].mean().rename(columns=lambda c: c if c.endswith("_ours") or c == "best_epoch"
                                           else f"{c}_ours")
     table.insert(1, "iou_line_ours_std", grouped["iou_line"].std())
@@ -120,9 +134,12 @@ def protocol_table(config: dict[str, Any], records: dict[str, dict[str, Any]]) -
     table = table.reset_index()
     table.insert(table.columns.get_loc("iou_line_ours"), "iou_line_paper",
                  [_paper_line_iou(row.cell, row.k) for row in table.itertuples()])
+    table.insert(table.columns.get_loc("iou_line_ours"), "iou_line_ceiling", ceiling.to_numpy())
     table["note"] = [
         (f"{descriptions[row.variant]}" + ("; the variant does not change this model: it is the run's own grid "
-                                            "model" if row.reused and row.variant != _own(config) else ""))
+                                            "model" if row.reused and row.variant != _own(config) else "")
+         + ("; the paper's value is above the receptive-field ceiling of this model on this data"
+            if row.iou_line_paper is not None and row.iou_line_paper > row.iou_line_ceiling + 1e-9 else ""))
         for row in table.itertuples()
     ]
     return table
@@ -143,7 +160,8 @@ def _midpoints() -> list[float]:
 
 
 def protocol_bars(csv: str | Path, out: str | Path) -> None:
-    """Line IoU per variant for every cell (bars, mean over seeds), the paper's value dashed."""
+    """Line IoU per variant for every cell (bars, mean over seeds), the paper's value dashed and the
+    receptive-field ceiling on the run's own data dotted."""
     frame = pd.read_csv(csv)
     sns.set_theme(style="whitegrid", font_scale=0.8)
     ks, models = sorted(frame["k"].unique()), list(dict.fromkeys(frame["model"]))
@@ -159,7 +177,11 @@ def protocol_bars(csv: str | Path, out: str | Path) -> None:
             reference = part.loc[part["model"] == model, "iou_line_paper"].dropna()
             if len(reference):
                 ax.axhline(reference.iloc[0], color=palette[model], linestyle="--", linewidth=1)
-        ax.set_title(f"k = {k} (dashed: paper)")
+            own = part[(part["model"] == model) & ~part["run"].str.contains("-")]  # base run, not <run>-<variant>
+            ceiling = own["iou_line_ceiling"].dropna() if "iou_line_ceiling" in own else own.iloc[:0]
+            if len(ceiling):
+                ax.axhline(ceiling.iloc[0], color=palette[model], linestyle=":", linewidth=1.2)
+        ax.set_title(f"k = {k} (dashed: paper, dotted: ceiling)")
         ax.set_xlabel("")
         ax.set_ylabel("line IoU (test, dataset-level)")
         ax.set_ylim(0, 1)

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..analysis.params import count_parameters
 from ..config import seeds_note
+from ..analysis.ceiling import support_class
 from ..models import CoarseNetwork, ModelSpec, build_model
 from ..training.losses import CORRECTED, DEFINITIONS
 from . import paper
@@ -94,6 +95,14 @@ def scale_note(config: dict[str, Any]) -> str:
     return prefix + ("reduced scale: " if len(parts) > 1 else "") + "; ".join(parts)
 
 
+def trained_over_note(world_size: int) -> str:
+    """How a row's models trained, for its note: "" for one process (every row unless it says otherwise)."""
+    if world_size <= 1:
+        return ""
+    return (f"; trained over {world_size} torchrun ranks (subimages split across the ranks, synced BatchNorm, "
+            "eager: torch.compile is single-process only)")
+
+
 def _grid_key(spec: ModelSpec) -> tuple[str, int | None, str | None]:
     kwargs = spec.kwargs
     if spec.name == "unet":
@@ -112,10 +121,12 @@ def _paper_line_iou(table: dict[int, tuple[float, ...]], k: int, model: str, fea
 
 
 def line_iou_grid(
-    records: Iterable[dict[str, Any]], paper_table: dict[int, tuple[float, ...]], depth: int, note: str
+    records: Iterable[dict[str, Any]], paper_table: dict[int, tuple[float, ...]], depth: int, note: str,
+    ceilings: dict[tuple[str, int], float] | None = None,
 ) -> pd.DataFrame:
     """Fig. 9 / Fig. 11 rows: mean, std (n - 1), min and max over seeds of the line-class IoU per (k, model),
-    with the paper's."""
+    with the paper's, and the receptive-field ceiling of the model on the test k where ``ceilings`` (keyed by
+    :func:`~ddubench.analysis.ceiling.support_class` and test k) has it."""
     rows = []
     for record in records:
         spec = ModelSpec.parse(record["spec"])
@@ -124,13 +135,16 @@ def line_iou_grid(
             "k_train": record["train_k"], "k_test": record["test_k"], "model": model, "label": spec.label,
             "depth": spec.kwargs["depth"], "F": features, "comm": comm, "seed": record["seed"],
             "iou_line": record["scores"]["iou"]["line"], "miou": record["scores"]["miou"],
+            "ranks": record.get("train_world_size", 1),
+            "iou_line_ceiling": (ceilings or {}).get((support_class(record["spec"]), record["test_k"])),
         })
     frame = pd.DataFrame(rows)
     keys = ["k_train", "k_test", "model", "label", "depth", "F", "comm"]
     grouped = frame.groupby(keys, dropna=False, sort=False).agg(
         iou_line_ours=("iou_line", "mean"), iou_line_ours_std=("iou_line", "std"),
         iou_line_ours_min=("iou_line", "min"), iou_line_ours_max=("iou_line", "max"),
-        miou_ours=("miou", "mean"), n_seeds=("seed", "nunique"),
+        miou_ours=("miou", "mean"), n_seeds=("seed", "nunique"), ranks=("ranks", "max"),
+        iou_line_ceiling=("iou_line_ceiling", "first"),
     ).reset_index()
     grouped.insert(
         grouped.columns.get_loc("iou_line_ours"), "iou_line_paper",
@@ -140,7 +154,12 @@ def line_iou_grid(
             for row in grouped.itertuples()
         ],
     )
-    grouped["note"] = note
+    ceiling = grouped.pop("iou_line_ceiling")
+    grouped.insert(grouped.columns.get_loc("iou_line_ours"), "iou_line_ceiling", ceiling)
+    above = grouped["iou_line_paper"] > grouped["iou_line_ceiling"] + 1e-9
+    grouped["note"] = [note + trained_over_note(ranks) + (
+        "; the paper's value is above the receptive-field ceiling of this model on this data (iou_line_ceiling)"
+        if flag else "") for ranks, flag in zip(grouped.pop("ranks"), above)]
     grouped = grouped.astype({"F": "Int64"})
     order = grouped["model"].map({"DDU-Net": 0, "U-Net": 1})
     return grouped.assign(_o=order).sort_values(["k_train", "_o", "F"]).drop(columns="_o").reset_index(drop=True)
@@ -151,7 +170,7 @@ def depth_table(records: Iterable[dict[str, Any]], note: str) -> pd.DataFrame:
 
     The journal shows Fig. 10 only as predicted masks, so there is no paper column.
     """
-    frame = line_iou_grid(records, {}, depth=0, note=note).drop(columns="iou_line_paper")
-    frame["note"] = note + "; the journal's Fig. 10 shows masks only (no numbers to compare)"
+    frame = line_iou_grid(records, {}, depth=0, note=note).drop(columns=["iou_line_paper", "iou_line_ceiling"])
+    frame["note"] = frame["note"] + "; the journal's Fig. 10 shows masks only (no numbers to compare)"
     order = frame["model"].map({"DDU-Net": 0, "U-Net": 1})
     return frame.assign(_o=order).sort_values(["depth", "_o"]).drop(columns="_o").reset_index(drop=True)
