@@ -9,30 +9,45 @@ import torch
 from ddubench.distributed.ddunet import DistributedDDUNet
 from ddubench.distributed.runtime import distributed
 from ddubench.distributed.training import SpatialParallel
-from ddubench.models import DDUNet
+from ddubench.models import DDUNet, build_model
 from ddubench.training.losses import dice_loss_from_terms, dice_terms
 
+SGD_LR = 0.1  # the plain step cases with ``"step": True`` take after the backward
 
-def forward_backward(cases: list[dict], bn: str = "sync") -> list[dict]:
-    """For each case (model kwargs, state, batch): full logits, loss and summed gradients on this rank."""
+
+def case_model(case: dict) -> torch.nn.Module:
+    """The float64 model of a test case: ``DDUNet(**kwargs)``, or ``build_model(spec, **kwargs)`` with a spec,
+    holding the case's state (built on the meta device: no time spent on an initialisation then overwritten)."""
+    with torch.device("meta"):
+        model = build_model(case["spec"], **case["kwargs"]) if "spec" in case else DDUNet(**case["kwargs"])
+    model = model.to_empty(device="cpu").double()
+    model.load_state_dict(case["state"])
+    return model
+
+
+def forward_backward(cases: list[dict], bn: str = "sync", device: str = "cpu") -> list[dict]:
+    """For each case (model, state, batch): full logits, loss, summed gradients (None: no gradient) and, after
+    an SGD step where the case asks for one, the parameters, on this rank (``device``: cpu = gloo, cuda = NCCL;
+    results on the CPU)."""
     results = []
-    with distributed(device="cpu") as ctx:
+    with distributed(device=device) as ctx:
         for case in cases:
-            model = DDUNet(**case["kwargs"]).double()
-            model.load_state_dict(case["state"])
-            dist_model = DistributedDDUNet(model, ctx, bn).train(case["train"])
+            dist_model = DistributedDDUNet(case_model(case).to(ctx.device), ctx, bn).train(case["train"])
             parallel = SpatialParallel(ctx, bn)
-            x, masks = case["x"], case["masks"]
+            x, masks = case["x"].to(ctx.device), case["masks"].to(ctx.device)
             local = dist_model(x)
             loss = dice_loss_from_terms(parallel.reduce_terms(dice_terms(local, dist_model.local_target(masks))))
             loss.backward()
             parallel.after_backward(dist_model)
+            if case.get("step"):
+                torch.optim.SGD(dist_model.parameters(), lr=SGD_LR).step()
             logits = dist_model.gather_output(local.detach(), x.shape[0], dist_model.grid(*x.shape[-2:]))
             results.append({
-                "logits": logits,
-                "loss": loss.detach(),
-                "grads": {name: p.grad.clone() for name, p in dist_model.named_parameters()},
-                "buffers": {name: b.clone() for name, b in dist_model.named_buffers()},
+                "logits": logits.cpu(),
+                "loss": loss.detach().cpu(),
+                "grads": {name: None if p.grad is None else p.grad.cpu() for name, p in dist_model.named_parameters()},
+                "buffers": {name: b.cpu().clone() for name, b in dist_model.named_buffers()},
+                "params": {name: p.detach().cpu().clone() for name, p in dist_model.named_parameters()},
             })
     return results
 
@@ -78,3 +93,22 @@ def scaling_records(spec: str, height: int, width: int) -> list[dict]:
 
     with distributed(device="cpu") as ctx:
         return gather_records(measure_rank(spec, height, width, ctx, warmup=0, repeats=2))
+
+
+class Killed(Exception):
+    """Stands for the process being killed between two epochs."""
+
+
+def train_killed_after(epochs: int, *args, **kwargs) -> dict:
+    """:func:`train_distributed`, but every rank dies once ``epochs`` epochs are finished and checkpointed."""
+    from ddubench.training.trainer import Trainer
+
+    original = Trainer.train_epoch
+
+    def dying(self, train):
+        if self.epoch == epochs:
+            raise Killed(f"killed after epoch {epochs}")
+        return original(self, train)
+
+    Trainer.train_epoch = dying
+    return train_distributed(*args, **kwargs)

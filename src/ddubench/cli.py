@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from .compat import check_torch
 from . import __version__
 from .device import resolve_device
 from .errors import DdubenchError
@@ -295,6 +296,17 @@ def cmd_table(args: argparse.Namespace) -> None:
         config = load_config(args.config)
         frame = tables.table10(config)
         extra = {}
+    elif args.name == "protocol":
+        from .report.protocol import protocol_table
+
+        if not args.evals or not args.config:
+            raise DdubenchError("protocol needs --evals (every study model's eval_k<k>.json and eval_val.json) "
+                                "and --config (the run's config with its protocol_study section)")
+        ceilings = {str(path): read_json(path)["iou_line_ceiling"] for path in args.ceilings or []}
+        frame = protocol_table(load_config(args.config), {str(path): read_json(path) for path in args.evals},
+                               ceilings)
+        extra = {"inputs": list(args.evals) + list(args.ceilings or []), "method": "line IoU from one confusion matrix per split (test, val), "
+                 "per-image mean on test, and per distance bin between the circle centres"}
     elif args.name == "throughput":
         from .report.throughput import throughput_table
 
@@ -319,8 +331,9 @@ def cmd_table(args: argparse.Namespace) -> None:
             frame = tables.depth_table(records, note)
         else:
             reference = paper.FIG9_LINE_IOU if args.name == "fig9" else paper.FIG11_LINE_IOU
-            frame = tables.line_iou_grid(records, reference, depth=paper.FIG9_DEPTH, note=note)
-        extra = {"inputs": list(args.evals)}
+            ceilings = {(c["spec"], c["k"]): c["iou_line_ceiling"] for c in map(read_json, args.ceilings or [])}
+            frame = tables.line_iou_grid(records, reference, depth=paper.FIG9_DEPTH, note=note, ceilings=ceilings)
+        extra = {"inputs": list(args.evals) + list(args.ceilings or [])}
     _write_table(frame, args.out, args.config, started, clock, **extra)
 
 
@@ -337,6 +350,12 @@ def cmd_figure(args: argparse.Namespace) -> None:
         from .report.scaling import scaling_figure
 
         scaling_figure(args.csv, args.out)
+        print(f"wrote {args.out}")
+        return
+    if args.name in ("protocol", "protocol_distance"):
+        from .report.protocol import protocol_bars, protocol_distance
+
+        (protocol_bars if args.name == "protocol" else protocol_distance)(args.csv, args.out)
         print(f"wrote {args.out}")
         return
     if args.name == "fig13":
@@ -374,8 +393,9 @@ def cmd_measure(args: argparse.Namespace) -> None:
         _step_time_over_ranks(args)
         return
     record = measure_train_step(args.model, args.k, args.subimage_size, args.batch_size, args.warmup, args.repeats,
-                                compile_model=args.compile)
-    print(f"{record['label']} ({record['mode']}): training step, batch {args.batch_size}, k={args.k}: median "
+                                compile_model=args.compile, device=resolve_device(args.device))
+    print(f"{record['label']} ({record['mode']}, {record['device']}): training step, batch {args.batch_size}, "
+          f"k={args.k}: median "
           f"{record['step_time_median_s'] * 1e3:.1f} ms (IQR {record['step_time_q1_s'] * 1e3:.1f}-"
           f"{record['step_time_q3_s'] * 1e3:.1f} ms), {record['images_per_s']:.1f} images/s, "
           f"{torch.get_num_threads()} threads")
@@ -487,6 +507,27 @@ def cmd_receptive_field(args: argparse.Namespace) -> None:
         reach = ("on finite subimages the coarse network still reaches across them"
                  if model.coarse is not None and model.communicate else f"capped at {size} px on {size} px subimages")
         print(f"  for one infinitely large subimage (the paper's upper bound); {reach}")
+
+
+def cmd_ceiling(args: argparse.Namespace) -> None:
+    from .analysis.ceiling import line_iou_ceiling, support_model
+    from .data.synthetic import SyntheticSpec
+    from .io import write_json
+    from .models import ModelSpec
+    from .provenance import provenance, utc_now
+
+    _threads(args.threads)
+    started, clock = utc_now(), time.perf_counter()
+    data = SyntheticSpec(k=args.k, rule=args.rule, subimage_size=args.subimage_size, seed=args.seed)
+    spec = ModelSpec.parse(args.model)
+    result = line_iou_ceiling(support_model(args.model, args.subimage_size), data, images=args.images, background_samples=args.background_samples,
+                              seed=args.seed, split=args.split)
+    record = {"spec": str(spec), "label": spec.label, "k": args.k, **result}
+    write_json(args.out, {**record, "provenance": provenance(
+        started=started, wall_time_s=time.perf_counter() - clock, seeds=[args.seed],
+        method="Bayes-optimal line prediction from each output pixel's dependency region (ddubench.analysis.ceiling)")})
+    print(f"{spec.label} on k={args.k}: receptive-field ceiling of the line IoU {result['iou_line_ceiling']:.4f} "
+          f"(threshold {result['threshold']:.3f}, {args.images} {args.split} images)")
 
 
 def cmd_cnn_dnn_classification(args: argparse.Namespace) -> None:
@@ -651,8 +692,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", required=True, help="which examples were drawn, with class pixel counts")
 
     p = add("table", cmd_table, "Build a results table CSV (+ .meta.json provenance sidecar).")
-    p.add_argument("name", choices=["table7", "table8", "table10", "fig9", "fig10", "fig11", "scaling", "throughput",
-                                    *ANALYSIS_TABLES,
+    p.add_argument("name", choices=["table7", "table8", "table10", "fig9", "fig10", "fig11", "protocol", "scaling",
+                                    "throughput", *ANALYSIS_TABLES,
                                     *DEEPGLOBE_TABLES, *BASELINE_TABLES],
                    help="which table: journal table<N>, fig<N> data, or one of ours (scaling, throughput, protocol)")
     p.add_argument("--data", help="prepared DeepGlobe folder with manifest.json (table3)")
@@ -661,11 +702,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evals", nargs="*", help="evaluation JSON files (fig9, fig10, fig11; table1/table2: "
                    "train.json, eval_train.json, eval_test.json of every run)")
     p.add_argument("--scores", nargs="*", help="table7: test evaluation JSONs of the rows' trained models")
+    p.add_argument("--ceilings", nargs="*", help="fig9, fig11, protocol: receptive-field ceiling JSONs (`ddubench "
+                   "ceiling`) of the models' classes on their test data (column iou_line_ceiling)")
     p.add_argument("--threads", type=int, default=None, help="torch threads for measurements (fig7)")
     p.add_argument("--device", help="device fig7 measures (cpu, cuda, cuda:N, auto; default: the config's fig7.device)")
 
     p = add("figure", cmd_figure, "Draw a figure PDF from its results CSV.")
-    p.add_argument("name", choices=["fig9", "fig11", "scaling", "fig7", "fig13"], help="which figure")
+    p.add_argument("name", choices=["fig9", "fig11", "scaling", "fig7", "fig13", "protocol", "protocol_distance"],
+                   help="which figure")
     p.add_argument("--csv", required=True, help="results CSV the figure is drawn from")
     p.add_argument("--out", required=True, help="figure PDF to write")
 
@@ -683,6 +727,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="step-time: the spatially parallel step of `train --distributed` over the ranks of torchrun "
                         "(torchrun --nproc-per-node P -m ddubench measure step-time --distributed ...)")
     p.add_argument("--out", help="step-time: also write the record as JSON")
+    p.add_argument("--device", default="cpu", help="step-time: cpu, cuda, cuda:N or auto (CUDA timed "
+                   "synchronised); with --distributed cpu, cuda or auto (each rank on cuda:LOCAL_RANK)")
 
     p = add("inference", cmd_inference,
             "Peak memory and time of one model's forward pass on one image on one device (random weights, batch 1; "
@@ -712,6 +758,22 @@ def build_parser() -> argparse.ArgumentParser:
             "Receptive field of one output pixel: the paper's convention, the textbook formula, the exact range.")
     p.add_argument("model", metavar="MODEL-SPEC", help="model spec, e.g. unet_D3 or ddunet_D3_F16_CY")
     p.add_argument("--subimage-size", type=int, default=32, help="subimage side subimage models are built with")
+
+    p = add("ceiling", cmd_ceiling,
+            "Receptive-field ceiling of the synthetic task: the best expected line IoU a model of this wiring can "
+            "reach when each output pixel knows only its dependency region (JSON + provenance).")
+    p.add_argument("--model", required=True, metavar="MODEL-SPEC",
+                   help="whose dependency regions count, e.g. unet_D3, ddunet_D3_F0_CY, ddunet_D3_F1_CY")
+    p.add_argument("--k", type=int, required=True, help="subimages per image of the synthetic data")
+    p.add_argument("--rule", default="journal", help="circle placement rule of the data (journal or thesis)")
+    p.add_argument("--subimage-size", type=int, default=32, help="subimage side in pixels")
+    p.add_argument("--seed", type=int, default=0, help="data seed (the run's synthetic.data_seed)")
+    p.add_argument("--split", default="test", help="split whose images the ceiling is scored on")
+    p.add_argument("--images", type=int, default=200, help="images of the split the ceiling is scored on")
+    p.add_argument("--background-samples", type=int, default=3000,
+                   help="generator samples that estimate P(line | no circle visible)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--out", required=True, help="JSON to write, e.g. results/cpu/ceilings/k6/unet_D3.json")
 
     p = add("compare", cmd_compare, "Compare a Fig. 9/11 results CSV with the paper (Markdown summary).")
     p.add_argument("csvs", nargs="+", help="e.g. results/fig9_heatmap.csv results/fig11_generalization.csv")
@@ -754,6 +816,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_torch()
         _check_outputs(args)
         args.handler(args)
     except DdubenchError as err:

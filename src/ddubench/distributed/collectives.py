@@ -1,7 +1,8 @@
 """The collectives of spatially parallel DDU-Net, with the gradients each one needs.
 
 - :func:`gather_batch`: all-gather along dim 0, differentiable (the backward sums every rank's gradient
-  for a chunk and hands it to the chunk's owner: a reduce-scatter). Used for the bottleneck exchange.
+  for a chunk and hands it to the chunk's owner). Used for the bottleneck exchange. Only the public,
+  long-standing ``all_gather`` and ``all_reduce`` are used (gloo and NCCL, every supported torch).
 - :func:`sum_across_ranks`: all-reduce SUM whose backward is the identity. Used for loss terms that
   every rank then feeds into the same function: rank r backpropagates only the part of the loss that
   flows through its own local terms, so summing parameter gradients over ranks gives exactly the
@@ -13,13 +14,26 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed._functional_collectives as functional
 from torch import nn
+
+
+class _GatherBatch(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        chunks = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(chunks, x)
+        return torch.cat(chunks)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        total = grad.contiguous().clone()
+        dist.all_reduce(total)
+        return total.chunk(dist.get_world_size())[dist.get_rank()]
 
 
 def gather_batch(x: torch.Tensor) -> torch.Tensor:
     """Concatenate every rank's ``x`` along dim 0 (rank order), with autograd."""
-    return functional.all_gather_single_autograd(x.contiguous(), 0, dist.group.WORLD)
+    return _GatherBatch.apply(x.contiguous())
 
 
 class _SumAcrossRanks(torch.autograd.Function):

@@ -3,10 +3,12 @@
 Every rank reads the same batch (same seed, same shuffling), keeps its own subimages, computes its local
 dice sums, and the sums are reduced before the loss ratio, so the loss is the global one. After the
 backward the parameter gradients are summed over ranks; every rank then takes the same Adam step, so
-replicas stay identical without a broadcast.
+replicas stay identical without a broadcast. Checkpoints keep every rank's RNG states (:meth:`gather`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -25,6 +27,8 @@ class SpatialParallel(SingleProcess):
         self.ctx = ctx
         self.bn = bn
         self.is_main = ctx.is_main
+        self.rank = ctx.rank
+        self.world_size = ctx.world_size
 
     def local_target(self, model: nn.Module, masks: torch.Tensor) -> torch.Tensor:
         return model.local_target(masks)
@@ -43,3 +47,8 @@ class SpatialParallel(SingleProcess):
 
     def barrier(self) -> None:
         dist.barrier()
+
+    def gather(self, obj: Any) -> list[Any]:
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, obj)
+        return gathered

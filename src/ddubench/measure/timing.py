@@ -1,4 +1,8 @@
-"""Wall-clock timing of training steps with warm-up and repeats (median and spread, not a single run)."""
+"""Wall-clock timing of training steps with warm-up and repeats (median and spread, not a single run).
+
+On CUDA the device is synchronised before and after every step, so a step's time covers its kernels and
+not only their launch.
+"""
 
 from __future__ import annotations
 
@@ -51,9 +55,10 @@ def train_step_time(
 
 def measure_train_step(
     spec_text: str, k: int, subimage_size: int = 32, batch_size: int = 16, warmup: int = 3, repeats: int = 10,
-    compile_model: bool = False,
+    compile_model: bool = False, device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Training-step time of a model on random (32k)x32 synthetic-shaped batches, with what was measured.
+    """Training-step time of a model on random (32k)x32 synthetic-shaped batches on ``device``, with what was
+    measured.
 
     ``compile_model`` times the step the way ``ddubench train --compile`` runs it (the warm-up steps
     absorb the compilation).
@@ -66,8 +71,10 @@ def measure_train_step(
     torch.manual_seed(0)
     model = build_model(spec, in_channels=in_channels, num_classes=num_classes,
                         subimage_size=(subimage_size, subimage_size), dropout=0.1)
-    images = torch.rand(batch_size, in_channels, subimage_size, subimage_size * k)
-    masks = torch.randint(0, num_classes, (batch_size, subimage_size, subimage_size * k))
+    device = torch.device(device)
+    model = model.to(device)
+    images = torch.rand(batch_size, in_channels, subimage_size, subimage_size * k).to(device)
+    masks = torch.randint(0, num_classes, (batch_size, subimage_size, subimage_size * k)).to(device)
     params = count_parameters(model)
     if compile_model:
         from ..training.speed import compiled
@@ -75,4 +82,5 @@ def measure_train_step(
         model = compiled(model)
     timing = train_step_time(model, images, masks, warmup=warmup, repeats=repeats)
     return {"spec": str(spec), "label": spec.label, "k": k, "params": params,
-            "mode": "compiled" if compile_model else "eager", "threads": torch.get_num_threads(), **timing}
+            "mode": "compiled" if compile_model else "eager", "threads": torch.get_num_threads(),
+            "device": str(device), **timing}

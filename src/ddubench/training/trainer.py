@@ -28,10 +28,11 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.registry import SegmentationSplit
-from ..errors import DdubenchError
+from ..errors import CheckpointError, DdubenchError
 from ..io import atomic_path
 from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import DiceTerms, dice_loss_from_terms, dice_terms
+from .rng import RngState, capture, restore
 from .speed import compiled
 
 
@@ -70,6 +71,8 @@ class SingleProcess:
     """How one training step is executed: here, one process on one device (the default)."""
 
     is_main = True
+    rank = 0
+    world_size = 1
 
     def local_target(self, model: nn.Module, masks: torch.Tensor) -> torch.Tensor:
         """The part of the masks that ``model``'s output covers."""
@@ -87,6 +90,10 @@ class SingleProcess:
 
     def barrier(self) -> None:
         """Wait for every process (nothing to do in one process)."""
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every process's ``obj`` in rank order, on every process (here: the one)."""
+        return [obj]
 
 
 @dataclass
@@ -154,7 +161,8 @@ class Trainer:
     def best_path(self) -> Path:
         return self.run_dir / "best.pt"
 
-    def _payload(self) -> dict[str, Any]:
+    def _payload(self, rng: list[RngState]) -> dict[str, Any]:
+        """Everything ``last.pt`` needs to resume; ``rng`` holds every rank's generator states (rank order)."""
         return {
             "spec": self.spec,
             "model_args": self.model_args,
@@ -171,7 +179,7 @@ class Trainer:
             "history": self.history,
             "train_time_s": self.train_time_s,
             "steps": self.steps,
-            "rng": {"torch": torch.get_rng_state(), "shuffle": self.shuffle.get_state()},
+            "rng": {"ranks": rng, "shuffle": self.shuffle.get_state()},
         }
 
     def resume(self) -> bool:
@@ -190,7 +198,11 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         for key in ("epoch", "best_val_loss", "best_epoch", "bad_epochs", "history", "train_time_s", "steps"):
             setattr(self, key, state[key])
-        torch.set_rng_state(state["rng"]["torch"])
+        ranks = state["rng"].get("ranks", [state["rng"]])  # a last.pt of earlier versions: one CPU state
+        if len(ranks) != self.parallel.world_size:
+            raise CheckpointError(f"{self.last_path} was written by {len(ranks)} rank(s), this run has "
+                                  f"{self.parallel.world_size}; rerun with {len(ranks)} or delete it to start afresh")
+        restore(ranks[self.parallel.rank], self.device)
         self.shuffle.set_state(state["rng"]["shuffle"])
         self.best_state = state["best_model"]
         if self.parallel.is_main and self.best_state is not None and not self.best_path.exists():
@@ -298,8 +310,9 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"],
                 "epoch_time_s": epoch_time,
             })
+            rng = self.parallel.gather(capture(self.device))  # every rank takes part
             if self.parallel.is_main:
-                payload = self._payload()
+                payload = self._payload(rng)
                 if improved:
                     save_checkpoint(self.best_path, payload)
                     self.best_state = {key: value.detach().cpu().clone() for key, value in payload["model"].items()}
