@@ -4,6 +4,7 @@ Usage (from the repository root; profiles/default is applied automatically):
     snakemake                                   # default: config/smoke.yaml -> results/smoke/, figures/smoke/
     snakemake --configfile config/cpu.yaml      # the CPU-sized run, published to results/ and figures/
     snakemake figures/fig9_heatmap.pdf          # a published figure, rebuilt from its run if out of date
+    snakemake --report report.html              # the run's tables and figures by paper section, captioned
 
 Rules call the `ddubench` CLI; all computation lives in the package (src/ddubench).
 """
@@ -21,9 +22,11 @@ if not workflow.configfiles:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/report.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/protocol.smk"
+include: "workflow/rules/ceiling.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/deepglobe.smk"
 include: "workflow/rules/deepglobe_baselines.smk"
@@ -40,3 +43,4 @@ rule all:
     default_target: True
     input:
         default_targets(),
+        caption_targets(config["run"]),

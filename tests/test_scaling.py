@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 import _dist_workers as workers
 from _ranks import run_ranks
@@ -26,3 +29,53 @@ def test_per_rank_memory_falls_as_one_over_p(tmp_path: Path) -> None:
     # the analytic activation-size estimate agrees with the measurement within 10 %
     relative = (table["peak_mem_mb_estimate"] - table["peak_mem_mb_ours"]).abs() / table["peak_mem_mb_ours"]
     assert relative.lt(0.10).all(), relative
+
+
+def test_cuda_rank_without_a_gpu_stops_with_one_line(monkeypatch, capsys, tmp_path: Path) -> None:
+    """A torchrun rank asked for CUDA on a machine without one: one line naming the device, exit 2."""
+    import torch
+
+    from ddubench.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible here")
+    for name, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": "29999"}.items():
+        monkeypatch.setenv(name, value)
+    code = main(["scaling", "--model", "ddunet_D3_F16_CY", "--resolutions", "32x64", "--device", "cuda",
+                 "--out", str(tmp_path / "s.json")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1
+    assert lines[0].startswith("ddubench: error: device 'cuda' requested but no CUDA GPU is visible")
+
+
+def test_distributed_training_step_time_and_memory_per_rank(tmp_path: Path) -> None:
+    """`measure step-time --distributed` over 1 and 2 gloo ranks: every rank's record, per-rank peak memory
+    falling towards half (weights, optimizer state and gathered coarse input stay whole), and table rows."""
+    import subprocess
+    import sys
+
+    from ddubench.io import read_json
+    from ddubench.report.throughput import throughput_table
+
+    payloads = []
+    for ranks in (1, 2):
+        out = tmp_path / f"P{ranks}.json"
+        result = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks), "-m",
+             "ddubench", "measure", "step-time", "--distributed", "--model", "ddunet_D3_F16_CY", "--k", "4",
+             "--batch-size", "4", "--warmup", "1", "--repeats", "2", "--threads", "1", "--out", str(out)],
+            capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert result.returncode == 0, result.stderr[-2000:]
+        payloads.append(read_json(out))
+    one, two = (p["records"] for p in payloads)
+    assert [r["rank"] for r in two] == [0, 1] and {r["world_size"] for r in two} == {2}
+    assert {r["backend"] for r in one + two} == {"gloo"} and {r["mode"] for r in two} == {"distributed"}
+    peak_one, peak_two = one[0]["peak_mem_bytes"], max(r["peak_mem_bytes"] for r in two)
+    assert two[0]["peak_mem_bytes"] == two[1]["peak_mem_bytes"]  # the two blocks of subimages are alike
+    assert peak_one / 2 < peak_two < peak_one
+    table = throughput_table(payloads).set_index("ranks")
+    assert list(table.index) == [1, 2] and set(table["mode"]) == {"distributed"}
+    assert table.loc[2, "peak_mem_mb_per_rank_ours"] == round(peak_two / 2**20, 2)
+    assert table.loc[2, "step_time_ms_ours"] == round(max(r["step_time_median_s"] for r in two) * 1e3, 2)
+    assert "2 gloo ranks" in table.loc[2, "note"]

@@ -8,7 +8,7 @@ are listed with the prediction only.
 
 rule table4:
     output:
-        "results/{run}/table4.csv",
+        report_table("results/{run}/table4.csv"),
         "results/{run}/table4.meta.json",
     params:
         config=run_config_file,
@@ -20,7 +20,7 @@ rule table4:
 
 rule table5:
     output:
-        "results/{run}/table5.csv",
+        report_table("results/{run}/table5.csv"),
         "results/{run}/table5.meta.json",
     params:
         config=run_config_file,
@@ -32,11 +32,13 @@ rule table5:
 
 rule fig7_table:
     output:
-        "results/{run}/fig7_memory.csv",
+        report_table("results/{run}/fig7_memory.csv"),
         "results/{run}/fig7_memory.meta.json",
     params:
         config=run_config_file,
     threads: 2
+    resources:
+        **gpu_resources(lambda wildcards: run_config(wildcards.run)["fig7"]["device"], threads=2),
     log:
         "logs/{run}/fig7_table.log",
     shell:
@@ -47,7 +49,7 @@ rule fig7_figure:
     input:
         "results/{run}/fig7_memory.csv",
     output:
-        "figures/{run}/fig7_memory.pdf",
+        report_figure("figures/{run}/fig7_memory.pdf"),
     log:
         "logs/{run}/fig7_figure.log",
     shell:

@@ -7,7 +7,7 @@ ring-counting images, or CIFAR-10 from a local folder) on one thread.
 
 rule cnn_dnn_classification:
     output:
-        "results/{run}/cnn_dnn_classification.csv",
+        report_table("results/{run}/cnn_dnn_classification.csv"),
         "results/{run}/cnn_dnn_classification.meta.json",
     params:
         config=run_config_file,

@@ -4,7 +4,8 @@ import os
 import sys
 from functools import cache
 
-from ddubench.config import cell_seeds, load_config, validate_config
+from ddubench.analysis.ceiling import support_class
+from ddubench.config import cell_seeds, derived_config, load_config, validate_config
 from ddubench.errors import ConfigError
 from ddubench.models import ModelSpec
 
@@ -40,6 +41,12 @@ def run_config(run):
     """The validated configuration of ``run``: the current one, or config/<run>.yaml for another run."""
     if run == config["run"]:
         return config
+    if "-" in run:  # <base>-<variant>: a protocol-study variant of run <base>
+        base, variant = run.split("-", 1)
+        try:
+            return derived_config(run_config(base), variant, config_file(base))
+        except ConfigError as err:
+            _fail(err)
     try:
         other = load_config(config_file(run))
     except ConfigError as err:
@@ -81,15 +88,117 @@ def data_dir(run, k):
 
 
 def training_args(wildcards):
-    """Hyperparameters of a run as `ddubench train` flags."""
+    """Hyperparameters of a run as `ddubench train` flags (multi-rank jobs: --distributed, never --compile)."""
     cfg = run_config(wildcards.run)
     training = dict(cfg["training"])
     compile_override = config.get("runtime_compile")  # this invocation's runtime choice, whichever run
     configured = training.pop("compile", False)
+    for key in ("ranks", "model_ranks", "device"):  # how the job runs, not hyperparameters
+        training.pop(key, None)
     use_compile = configured if compile_override is None else compile_override
-    compile_flag = " --compile" if use_compile else ""
+    ranks = synthetic_train_ranks(wildcards)
+    compile_flag = " --compile" if use_compile and ranks == 1 else ""  # torch.compile is single-process only
     flags = {key.replace("_", "-"): value for key, value in training.items()}
-    return " ".join(f"--{key} {value}" for key, value in flags.items()) + compile_flag
+    device = cfg["training"]["device"]
+    extra = (" --distributed" if ranks > 1 else "") + ("" if device == "cpu" else f" --device {device}")
+    return " ".join(f"--{key} {value}" for key, value in flags.items()) + compile_flag + extra
+
+
+# ------------------------------------------------------------------ multi-rank jobs (torchrun, SLURM)
+SPLITTABLE_MODELS = ("ddunet", "resnetddunet")  # models whose subimages split over ranks (train --distributed)
+
+
+def model_ranks(section, spec, subimages):
+    """Ranks ``spec`` trains over under ``section`` (a config `training` section): its `model_ranks` entry or
+    `ranks`, lowered to the largest number that divides its ``subimages``; 1 for a model that does not split."""
+    parsed = ModelSpec.parse(spec)
+    if parsed.name not in SPLITTABLE_MODELS or parsed.kwargs.get("norm_stats", "shared") != "shared":
+        return 1
+    overrides = {canonical(name): ranks for name, ranks in section["model_ranks"].items()}
+    wanted = overrides.get(spec, section["ranks"])
+    return max(d for d in range(1, min(wanted, subimages) + 1) if subimages % d == 0)
+
+
+def synthetic_train_ranks(wildcards):
+    """Ranks of a synthetic `train` job (k subimages per image)."""
+    return model_ranks(run_config(wildcards.run)["training"], wildcards.spec, int(wildcards.k))
+
+
+def uses_gpu(device):
+    """Whether a job with this device setting may use GPUs, and therefore asks the scheduler for them."""
+    return device == "auto" or device.startswith("cuda")
+
+
+class Launch:
+    """Where a job's ranks run: ``ranks`` processes over nodes of ``ranks_per_node``, on GPUs or CPUs."""
+
+    def __init__(self, run, ranks, device, threads_per_rank=1):
+        self.run, self.ranks, self.gpu = run, int(ranks), uses_gpu(device)
+        self.nodes = -(-self.ranks // run_config(run)["ranks_per_node"])
+        if self.ranks % self.nodes:
+            _fail(f"{config_file(run)}: {self.ranks} ranks do not share {self.nodes} nodes equally; "
+                  "choose ranks_per_node or the ranks so that they do")
+        self.per_node = self.ranks // self.nodes
+        self.cpus_per_node = self.per_node * threads_per_rank
+
+    def torchrun(self):
+        """The torchrun command line that starts the ranks (up to `-m ddubench`).
+
+        One node: `torchrun --standalone`. Several nodes (or torchrun_launcher: srun): `srun` starts one
+        torchrun per node in this job's allocation (`--overlap`, so it also works inside the step that
+        runs the job); they meet at a c10d rendezvous on this host, on a port free here, with the SLURM
+        job id as rendezvous id.
+        """
+        launcher = f"{sys.executable} -m torch.distributed.run"
+        if self.nodes == 1 and run_config(self.run)["torchrun_launcher"] == "auto":
+            return f"{launcher} --standalone --nproc-per-node {self.ranks}"
+        free_port = (f"$({sys.executable} -c 'import socket; s = socket.socket(); s.bind((\"\", 0)); "
+                     "print(s.getsockname()[1])')")
+        return (
+            f"srun --overlap --nodes {self.nodes} --ntasks {self.nodes} --ntasks-per-node 1"
+            f" --cpus-per-task {self.cpus_per_node} --kill-on-bad-exit 1"
+            f" {launcher} --nnodes {self.nodes} --nproc-per-node {self.per_node} --rdzv-backend c10d"
+            f" --rdzv-id $SLURM_JOB_ID --rdzv-endpoint $(hostname):{free_port}"
+        )
+
+    def resources(self):
+        """What the job asks the scheduler for, as the SLURM executor plugin reads it (None: not asked).
+
+        `gres=gpu:N` is N GPUs on every node (the plugin's `gpu` would be --gpus, a total); one task per
+        node; `cpus_per_task` for that node's ranks. `tasks_per_gpu=0` keeps the plugin from turning
+        `tasks` into --ntasks-per-gpu. A job over several nodes is marked `mpi`: the plugin then runs it
+        in the batch step instead of wrapping it in a one-node `srun`, and its own srun spans the nodes.
+        """
+        return {
+            "nodes": self.nodes,
+            "tasks": self.nodes,
+            "cpus_per_task": self.cpus_per_node,
+            "gres": f"gpu:{self.per_node}" if self.gpu else None,
+            "tasks_per_gpu": 0 if self.gpu else None,
+            "mpi": "srun" if self.nodes > 1 else None,
+        }
+
+
+def launch_resources(launch_of):
+    """Rule resources of the job whose `Launch` is ``launch_of(wildcards)``."""
+    names = ("nodes", "tasks", "cpus_per_task", "gres", "tasks_per_gpu", "mpi")
+    return {name: (lambda wildcards, name=name: launch_of(wildcards).resources()[name]) for name in names}
+
+
+def gpu_resources(device_of, threads=1):
+    """Rule resources of a one-process job on ``device_of(wildcards)``: one GPU when it may use one."""
+    return launch_resources(lambda wildcards: Launch(wildcards.run, 1, device_of(wildcards), threads))
+
+
+def synthetic_launch(wildcards):
+    cfg = run_config(wildcards.run)["training"]
+    return Launch(wildcards.run, synthetic_train_ranks(wildcards), cfg["device"])
+
+
+def synthetic_launcher(wildcards):
+    """`ddubench` for a one-process training job, torchrun + `-m ddubench` for a multi-rank one."""
+    launch = synthetic_launch(wildcards)
+    return DDUBENCH if launch.ranks == 1 else f"{launch.torchrun()} -m ddubench"
 
 
 def synthetic_args(wildcards):
@@ -111,6 +220,16 @@ def grid_evals(wildcards, on_own_k):
         for spec in fig9_specs(cfg)
         for seed in cell_seeds(cfg, k)
     ]
+
+
+def grid_ceilings(wildcards, on_own_k):
+    """Receptive-field ceiling JSONs of the Fig. 9 grid's models on their test k (none without `ceiling`)."""
+    cfg = run_config(wildcards.run)
+    if "ceiling" not in cfg:
+        return []
+    ks = cfg["synthetic"]["ks"] if on_own_k else [cfg["fig11"]["test_k"]]
+    classes = dict.fromkeys(support_class(spec) for spec in fig9_specs(cfg))
+    return [f"results/{wildcards.run}/ceilings/k{k}/{cls}.json" for k in ks for cls in classes if cls]
 
 
 def fig9_evals(wildcards):
@@ -182,8 +301,11 @@ TABLES += ["cnn_dnn_classification"]  # CNN-DNN papers' Tables 1-2 shape (cnn_dn
 
 def run_outputs(run):
     """Names of the tables and figures of one run (the scaling benchmark is named after its device)."""
-    scaling = f"scaling_{run_config(run)['scaling']['device']}"
-    return TABLES + [scaling], FIGURES + [scaling]
+    cfg = run_config(run)
+    scaling = f"scaling_{cfg['scaling']['device']}"
+    study = "protocol_study" in cfg  # protocol.smk
+    tables = TABLES + [scaling] + (["protocol_study"] if study else [])
+    return tables, FIGURES + [scaling] + (["protocol_study", "protocol_by_distance"] if study else [])
 
 
 def run_targets(run):

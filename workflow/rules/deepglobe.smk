@@ -85,7 +85,7 @@ rule table3:
     input:
         "data/{run}/deepglobe/manifest.json",
     output:
-        "results/{run}/table3.csv",
+        report_table("results/{run}/table3.csv"),
         "results/{run}/table3.meta.json",
     params:
         config=run_config_file,
@@ -98,7 +98,7 @@ rule table3:
 
 rule table9:
     output:
-        "results/{run}/table9.csv",
+        report_table("results/{run}/table9.csv"),
         "results/{run}/table9.meta.json",
     params:
         config=run_config_file,
@@ -133,11 +133,36 @@ def deepglobe_weights(run, spec):
     return run_config(run)["deepglobe"]["weights"].get(f"resnet{resnet}") if resnet else None
 
 
+def deepglobe_train_ranks(wildcards):
+    """Ranks a DeepGlobe training job runs over: its model's setting, capped by its (crop / side)^2 subimages."""
+    deepglobe = run_config(wildcards.run)["deepglobe"]
+    side = int(getattr(wildcards, "subimage", None) or deepglobe["subimage"])
+    subimages = (deepglobe["crop"]["train"] // side) ** 2
+    return model_ranks(deepglobe["training"], wildcards.spec, subimages)
+
+
+def deepglobe_launch(wildcards):
+    device = run_config(wildcards.run)["deepglobe"]["training"]["device"]
+    return Launch(wildcards.run, deepglobe_train_ranks(wildcards), device)
+
+
+def deepglobe_launcher(wildcards):
+    """`ddubench` for a one-process training job, torchrun + `-m ddubench` for a multi-rank one."""
+    launch = deepglobe_launch(wildcards)
+    return DDUBENCH if launch.ranks == 1 else f"{launch.torchrun()} -m ddubench"
+
+
+def deepglobe_device(wildcards):
+    return run_config(wildcards.run)["deepglobe"]["training"]["device"]
+
+
 def deepglobe_training_args(wildcards):
     """`deepglobe.training` (and the encoder weights) of a run as `ddubench train` flags."""
     training = run_config(wildcards.run)["deepglobe"]["training"]
     flags = [f"--{key.replace('_', '-')} {training[key]}" for key in DEEPGLOBE_TRAIN_FLAGS]
     flags += [f"--amp {AMP_FLAG[training['amp']]}", f"--device {training['device']}"]
+    if deepglobe_train_ranks(wildcards) > 1:
+        flags.append("--distributed")
     weights = deepglobe_weights(wildcards.run, wildcards.spec)
     if weights:
         flags.append(f"--weights '{weights}'")
@@ -162,8 +187,8 @@ def deepglobe_split_inputs(*splits):
 
 
 DEEPGLOBE_TRAIN_SHELL = (
-    "{DDUBENCH} train --model {wildcards.spec} --data {params.data} --run-dir {params.run_dir}"
-    " --summary {output.summary} {params.hyper} --seed {wildcards.seed} {params.subimage} --threads {threads}"
+    "{params.launcher} train --model {wildcards.spec} --data {params.data} --run-dir {params.run_dir}"
+    " --summary {output.summary} {params.hyper} --seed {wildcards.seed} {params.subimage} --threads 1"
     " --no-progress > {log} 2>&1"
 )
 DEEPGLOBE_EVAL_SHELL = (
@@ -179,11 +204,14 @@ rule deepglobe_train:
         summary="results/{run}/deepglobe/runs/{spec}/seed{seed}/train.json",
         checkpoint=temp("results/{run}/deepglobe/runs/{spec}/seed{seed}/best.pt"),
     params:
+        launcher=deepglobe_launcher,
         hyper=deepglobe_training_args,
         data=lambda wildcards: deepglobe_dir(wildcards.run),
         run_dir=lambda wildcards: deepglobe_run_dir(wildcards.run, wildcards.spec, wildcards.seed),
         subimage="",
-    threads: 1
+    threads: lambda wildcards: deepglobe_train_ranks(wildcards)  # one torch thread per rank
+    resources:
+        **launch_resources(deepglobe_launch),
     log:
         "logs/{run}/deepglobe/train/{spec}_seed{seed}.log",
     shell:
@@ -199,11 +227,14 @@ rule deepglobe_train_subimage:
     wildcard_constraints:
         subimage=r"\d+",
     params:
+        launcher=deepglobe_launcher,
         hyper=deepglobe_training_args,
         data=lambda wildcards: deepglobe_dir(wildcards.run),
         run_dir=lambda wildcards: deepglobe_run_dir(wildcards.run, wildcards.spec, wildcards.seed, wildcards.subimage),
         subimage=lambda wildcards: f"--subimage {wildcards.subimage}",
-    threads: 1
+    threads: lambda wildcards: deepglobe_train_ranks(wildcards)  # one torch thread per rank
+    resources:
+        **launch_resources(deepglobe_launch),
     log:
         "logs/{run}/deepglobe/train/{spec}_S{subimage}_seed{seed}.log",
     shell:
@@ -224,6 +255,8 @@ rule deepglobe_evaluate:
         args=deepglobe_eval_args,
         subimage="",
     threads: 1
+    resources:
+        **gpu_resources(deepglobe_device),
     log:
         "logs/{run}/deepglobe/evaluate/{model}_seed{seed}_{split}.log",
     shell:
@@ -245,6 +278,8 @@ rule deepglobe_evaluate_subimage:
         args=deepglobe_eval_args,
         subimage=lambda wildcards: f"--subimage {wildcards.eval_subimage}",
     threads: 1
+    resources:
+        **gpu_resources(deepglobe_device),
     log:
         "logs/{run}/deepglobe/evaluate/{model}_seed{seed}_{split}_S{eval_subimage}.log",
     shell:
@@ -253,7 +288,7 @@ rule deepglobe_evaluate_subimage:
 
 rule table6:
     output:
-        "results/{run}/table6.csv",
+        report_table("results/{run}/table6.csv"),
         "results/{run}/table6.meta.json",
     params:
         config=run_config_file,
@@ -320,7 +355,7 @@ rule fig13_table:
     input:
         fig13_evals,
     output:
-        "results/{run}/fig13_deepglobe.csv",
+        report_table("results/{run}/fig13_deepglobe.csv"),
         "results/{run}/fig13_deepglobe.meta.json",
     params:
         config=run_config_file,
@@ -334,7 +369,7 @@ rule fig13_figure:
     input:
         "results/{run}/fig13_deepglobe.csv",
     output:
-        "figures/{run}/fig13_deepglobe.pdf",
+        report_figure("figures/{run}/fig13_deepglobe.pdf"),
     log:
         "logs/{run}/fig13_figure.log",
     shell:
@@ -346,11 +381,11 @@ rule deepglobe_predictions:
         deepglobe_split_inputs("test"),
         checkpoints=lambda wildcards: [checkpoint for checkpoint, _ in fig14_panels(wildcards.run)],
     output:
-        pdf14="figures/{run}/fig14_predictions.pdf",
-        csv14="results/{run}/fig14_predictions.csv",
+        pdf14=report_figure("figures/{run}/fig14_predictions.pdf"),
+        csv14=report_table("results/{run}/fig14_predictions.csv"),
         meta14="results/{run}/fig14_predictions.meta.json",
-        pdf15="figures/{run}/fig15_errors.pdf",
-        csv15="results/{run}/fig15_errors.csv",
+        pdf15=report_figure("figures/{run}/fig15_errors.pdf"),
+        csv15=report_table("results/{run}/fig15_errors.csv"),
         meta15="results/{run}/fig15_errors.meta.json",
     params:
         subimages=lambda wildcards: " ".join(choice for _, choice in fig14_panels(wildcards.run)),
@@ -358,6 +393,8 @@ rule deepglobe_predictions:
         examples=lambda wildcards: run_config(wildcards.run)["deepglobe"]["predictions"]["examples"],
         device=lambda wildcards: run_config(wildcards.run)["deepglobe"]["training"]["device"],
     threads: 1
+    resources:
+        **gpu_resources(deepglobe_device),
     log:
         "logs/{run}/deepglobe_predictions.log",
     shell:
@@ -376,8 +413,8 @@ rule fig5_examples:
         data=f"data/{{run}}/synthetic/k{FIG5_K}/test.npz",
         manifest=f"data/{{run}}/synthetic/k{FIG5_K}/manifest.json",
     output:
-        pdf="figures/{run}/fig5_synthetic_examples.pdf",
-        csv="results/{run}/fig5_synthetic_examples.csv",
+        pdf=report_figure("figures/{run}/fig5_synthetic_examples.pdf"),
+        csv=report_table("results/{run}/fig5_synthetic_examples.csv"),
         meta="results/{run}/fig5_synthetic_examples.meta.json",
     log:
         "logs/{run}/fig5_examples.log",
@@ -390,8 +427,8 @@ rule fig6_examples:
     input:
         deepglobe_split_inputs("test"),
     output:
-        pdf="figures/{run}/fig6_deepglobe_examples.pdf",
-        csv="results/{run}/fig6_deepglobe_examples.csv",
+        pdf=report_figure("figures/{run}/fig6_deepglobe_examples.pdf"),
+        csv=report_table("results/{run}/fig6_deepglobe_examples.csv"),
         meta="results/{run}/fig6_deepglobe_examples.meta.json",
     params:
         data=lambda wildcards: f"{deepglobe_dir(wildcards.run)}/test",

@@ -33,7 +33,7 @@ rule baseline_table:
     input:
         baseline_records,
     output:
-        "results/{run}/{table}.csv",
+        report_table("results/{run}/{table}.csv"),
         "results/{run}/{table}.meta.json",
     wildcard_constraints:
         table="table1|table2",

@@ -5,7 +5,7 @@ rule fig9_figure:
     input:
         "results/{run}/fig9_heatmap.csv",
     output:
-        "figures/{run}/fig9_heatmap.pdf",
+        report_figure("figures/{run}/fig9_heatmap.pdf"),
     log:
         "logs/{run}/fig9_figure.log",
     shell:
@@ -16,7 +16,7 @@ rule fig11_figure:
     input:
         "results/{run}/fig11_generalization.csv",
     output:
-        "figures/{run}/fig11_generalization.pdf",
+        report_figure("figures/{run}/fig11_generalization.pdf"),
     log:
         "logs/{run}/fig11_figure.log",
     shell:

@@ -1,9 +1,9 @@
 """DDU-Net over P ranks (torchrun): per-rank peak inference memory and time (journal Table 7's columns).
 
 Each measurement job launches torchrun with P ranks: gloo on the CPU, or one GPU per rank with NCCL. Its
-resources say what it occupies (`gpu`, `nodes`, `tasks`, `cpus_per_task`), so the SLURM profile
-(profiles/slurm) requests exactly that. Locally a measurement job takes every core, so no other job
-disturbs its timings; the ranks use `threads_per_rank` torch threads each.
+resources say what it occupies (GPUs per node, nodes, one task per node, CPUs per task: `Launch` in
+common.smk), so the SLURM profile (profiles/slurm) requests exactly that. Locally a measurement job takes
+every core, so no other job disturbs its timings; the ranks use `threads_per_rank` torch threads each.
 """
 
 
@@ -11,28 +11,10 @@ def scaling_config(wildcards):
     return run_config(wildcards.run)["scaling"]
 
 
-def scaling_nodes(wildcards):
-    """Nodes a P-rank job spans (ranks_per_node ranks per node)."""
+def scaling_launch(wildcards):
+    """P ranks on the configured device, `threads_per_rank` torch threads each."""
     cfg = scaling_config(wildcards)
-    return -(-int(wildcards.ranks) // cfg["ranks_per_node"])
-
-
-def scaling_gpus(wildcards):
-    """GPUs per node the job needs (0 on the CPU)."""
-    cfg = scaling_config(wildcards)
-    return 0 if cfg["device"] == "cpu" else -(-int(wildcards.ranks) // scaling_nodes(wildcards))
-
-
-def torchrun_command(wildcards):
-    """torchrun for one node (--standalone), or one torchrun per node through srun under SLURM."""
-    ranks, nodes = int(wildcards.ranks), scaling_nodes(wildcards)
-    launcher = f"{sys.executable} -m torch.distributed.run"
-    if nodes == 1:
-        return f"{launcher} --standalone --nproc-per-node {ranks}"
-    return (
-        f"srun --ntasks-per-node 1 {launcher} --nnodes {nodes} --nproc-per-node {ranks // nodes}"
-        " --rdzv-backend c10d --rdzv-endpoint $(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):29500"
-    )
+    return Launch(wildcards.run, wildcards.ranks, cfg["device"], cfg["threads_per_rank"])
 
 
 def scaling_benchmark(wildcards):
@@ -56,17 +38,13 @@ rule scaling_measure:
     output:
         "results/{run}/scaling/{spec}_P{ranks}.json",
     params:
-        launcher=torchrun_command,
+        launcher=lambda wildcards: scaling_launch(wildcards).torchrun(),
         cfg=scaling_config,
         bench=scaling_benchmark,
         resolutions=lambda wildcards: " ".join(scaling_benchmark(wildcards)["resolutions"]),
     threads: workflow.cores  # nothing runs beside a timing job; the ranks' own threads are set below
     resources:
-        gpu=scaling_gpus,
-        nodes=scaling_nodes,
-        tasks=scaling_nodes,
-        cpus_per_task=lambda wildcards: int(wildcards.ranks) // scaling_nodes(wildcards)
-        * scaling_config(wildcards)["threads_per_rank"],
+        **launch_resources(scaling_launch),
     log:
         "logs/{run}/scaling/{spec}_P{ranks}.log",
     shell:
@@ -79,7 +57,7 @@ rule scaling_table:
     input:
         scaling_jsons,
     output:
-        "results/{run}/scaling_{device}.csv",
+        report_table("results/{run}/scaling_{device}.csv"),
         "results/{run}/scaling_{device}.meta.json",
     params:
         config=run_config_file,
@@ -93,7 +71,7 @@ rule scaling_figure:
     input:
         "results/{run}/scaling_{device}.csv",
     output:
-        "figures/{run}/scaling_{device}.pdf",
+        report_figure("figures/{run}/scaling_{device}.pdf"),
     log:
         "logs/{run}/scaling_{device}_figure.log",
     shell:

@@ -28,8 +28,13 @@ def table7_command(wildcards):
     subimage = f" --subimage-size {row['subimage_size']}" if "subimage_size" in row else ""
     if row["ranks"] == 1:
         return f"{DDUBENCH} inference {common} --resolution {side}x{side}{subimage}"
-    launcher = f"{sys.executable} -m torch.distributed.run --standalone --nproc-per-node {row['ranks']}"
-    return f"{launcher} -m ddubench scaling {common} --resolutions {side}x{side}{subimage}"
+    return f"{table7_launch(wildcards).torchrun()} -m ddubench scaling {common} --resolutions {side}x{side}{subimage}"
+
+
+def table7_launch(wildcards):
+    """The row's ranks on the configured device, `threads` torch threads each."""
+    cfg = table7_config(wildcards)
+    return Launch(wildcards.run, table7_row(wildcards)["ranks"], cfg["device"], cfg["threads"])
 
 
 def table7_measurements(wildcards):
@@ -53,7 +58,7 @@ rule table7_measure:
         command=table7_command,
     threads: workflow.cores
     resources:
-        gpu=lambda wildcards: table7_row(wildcards)["ranks"] if table7_config(wildcards)["device"] == "cuda" else 0,
+        **launch_resources(table7_launch),
     log:
         "logs/{run}/table7/{row}.log",
     shell:
@@ -65,7 +70,7 @@ rule table7:
         measurements=table7_measurements,
         scores=table7_scores,
     output:
-        "results/{run}/table7.csv",
+        report_table("results/{run}/table7.csv"),
         "results/{run}/table7.meta.json",
     params:
         config=run_config_file,

@@ -1,6 +1,8 @@
 """Training-step time and throughput (results/<run>/train_throughput.csv).
 
 A timing job asks for every core, so Snakemake runs nothing beside it and the times are not disturbed.
+`throughput.distributed` adds the spatially parallel step of `train --distributed` over P torchrun ranks
+(`measure step-time --distributed`), with each rank's peak memory.
 """
 
 
@@ -15,7 +17,17 @@ def throughput_jsons(wildcards):
         for spec in cfg["models"]
         for k in cfg["ks"]
         for mode in cfg["modes"]
+    ] + [
+        f"results/{wildcards.run}/throughput/{canonical(cfg['distributed']['model'])}_k{cfg['distributed']['k']}"
+        f"_P{ranks}.json"
+        for ranks in (cfg["distributed"]["ranks"] if "distributed" in cfg else [])
     ]
+
+
+def throughput_launch(wildcards):
+    """P ranks on the CPU (gloo), `threads_per_rank` torch threads each."""
+    cfg = throughput_config(wildcards)["distributed"]
+    return Launch(wildcards.run, wildcards.ranks, "cpu", cfg["threads_per_rank"])
 
 
 rule throughput_measure:
@@ -33,11 +45,31 @@ rule throughput_measure:
         " {params.compile} --out {output} > {log} 2>&1"
 
 
+rule throughput_ranks_measure:
+    output:
+        "results/{run}/throughput/{spec}_k{k}_P{ranks}.json",
+    wildcard_constraints:
+        ranks=r"\d+",
+    params:
+        cfg=throughput_config,
+        launcher=lambda wildcards: throughput_launch(wildcards).torchrun(),
+        threads=lambda wildcards: throughput_config(wildcards)["distributed"]["threads_per_rank"],
+    threads: workflow.cores
+    resources:
+        **launch_resources(throughput_launch),
+    log:
+        "logs/{run}/throughput/{spec}_k{k}_P{ranks}.log",
+    shell:
+        "{params.launcher} -m ddubench measure step-time --distributed --model {wildcards.spec} --k {wildcards.k}"
+        " --batch-size {params.cfg[batch_size]} --warmup {params.cfg[warmup]} --repeats {params.cfg[repeats]}"
+        " --threads {params.threads} --out {output} > {log} 2>&1"
+
+
 rule throughput_table:
     input:
         throughput_jsons,
     output:
-        "results/{run}/train_throughput.csv",
+        report_table("results/{run}/train_throughput.csv"),
         "results/{run}/train_throughput.meta.json",
     params:
         config=run_config_file,

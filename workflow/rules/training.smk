@@ -13,15 +13,18 @@ rule train:
         summary="results/{run}/runs/k{k}/{spec}/seed{seed}/train.json",
         checkpoint=temp("results/{run}/runs/k{k}/{spec}/seed{seed}/best.pt"),
     params:
+        launcher=synthetic_launcher,
         hyper=training_args,
         data=lambda wildcards: data_dir(wildcards.run, wildcards.k),
         run_dir=lambda wildcards: run_dir(wildcards.run, wildcards.k, wildcards.spec, wildcards.seed),
-    threads: 1
+    threads: lambda wildcards: synthetic_train_ranks(wildcards)  # one torch thread per rank
+    resources:
+        **launch_resources(synthetic_launch),
     log:
         "logs/{run}/train/k{k}_{spec}_seed{seed}.log",
     shell:
-        "{DDUBENCH} train --model {wildcards.spec} --data {params.data} --run-dir {params.run_dir}"
-        " --summary {output.summary} {params.hyper} --seed {wildcards.seed} --threads {threads}"
+        "{params.launcher} train --model {wildcards.spec} --data {params.data} --run-dir {params.run_dir}"
+        " --summary {output.summary} {params.hyper} --seed {wildcards.seed} --threads 1"
         " --no-progress > {log} 2>&1"
 
 

@@ -47,6 +47,7 @@ def evaluate_checkpoint(
         "train_k": _dataset_k(payload["metadata"].get("train_data", {})),
         "test_k": _dataset_k(test_manifest),
         "best_epoch": payload["best_epoch"],
+        "train_world_size": payload["metadata"].get("world_size", 1),
         "subimage_size": list(payload["model_args"]["subimage_size"]),
         "eval_subimage_size": [subimage, subimage] if subimage else list(payload["model_args"]["subimage_size"]),
         "checkpoint": str(checkpoint),

@@ -17,6 +17,7 @@ from ..io import read_json
 from ..models import CoarseNetwork, ModelSpec, build_model
 from ..training.losses import CORRECTED, DEFINITIONS
 from . import paper
+from .tables import trained_over_note
 
 TABLE9_SUBIMAGE = 256  # journal Table 9 gives feature-map sizes for 256x256 subimages
 TABLE9_FEATURES = 256  # the totals of journal Table 7 use F = 256
@@ -278,7 +279,8 @@ def fig13_table(records: list[dict[str, Any]], config: dict[str, Any]) -> pd.Dat
         subimage = record["subimage_size"][0]
         cell = cells.setdefault((crop_train // subimage, features, comm), {
             "spec": str(spec), "label": spec.label, "subimage": subimage,
-            "eval_subimage": record["eval_subimage_size"][0], "miou": {}})
+            "eval_subimage": record["eval_subimage_size"][0], "miou": {}, "ranks": 1})
+        cell["ranks"] = max(cell["ranks"], record.get("train_world_size", 1))
         cell["miou"].setdefault(_eval_split(record), {})[record["seed"]] = record["scores"]["miou"]
     data_source = "DeepGlobe" if deepglobe["root"] else "generated DeepGlobe-format tiles (not DeepGlobe)"
     note = deepglobe_scale_note(config) + "; journal Fig. 13 prints bars only, no numbers to compare"
@@ -298,6 +300,7 @@ def fig13_table(records: list[dict[str, Any]], config: dict[str, Any]) -> pd.Dat
             cell_note += "; F = 0 has no coarse network, so C = Y and C = N are one model (drawn in both panels)"
         if partition == 1:
             cell_note += "; P = 1: trained on whole crops and applied to the whole test crop"
+        cell_note += trained_over_note(cell["ranks"])
         rows.append({
             "P": partition, "F": features, "comm": comm, "model": cell["label"], "spec": cell["spec"],
             "subimage_train_px": cell["subimage"], "subimage_test_px": cell["eval_subimage"],

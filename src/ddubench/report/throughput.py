@@ -22,15 +22,28 @@ AUTHORS_CODE_STEP_MS = {
 }
 
 
-def throughput_table(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (model, k, eager or compiled): median step time with quartiles, images per second, the anchor and the ratio."""
+def _over_ranks(ranks: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record for a step over P ranks: the slowest rank's times, the largest rank's peak memory."""
+    slowest = max(ranks, key=lambda r: r["step_time_median_s"])
+    return {**slowest, "peak_mem_bytes": max(r["peak_mem_bytes"] for r in ranks)}
+
+
+def throughput_table(payloads: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (model, k, eager, compiled or distributed over P ranks): median step time with quartiles,
+    images per second, per-rank peak memory of a distributed step, the anchor and the ratio.
+
+    ``payloads`` are `measure step-time` records, or `measure step-time --distributed` files (every rank's
+    record under ``records``).
+    """
+    records = [_over_ranks(p["records"]) if "records" in p else p for p in payloads]
     rows = []
     for r in records:
         anchor = AUTHORS_CODE_STEP_MS.get((r["spec"], r["k"]))
         median_ms = r["step_time_median_s"] * 1e3
+        distributed = r.get("mode") == "distributed"
         rows.append({
             "model": r["label"], "spec": r["spec"], "k": r["k"], "mode": r.get("mode", "eager"),
-            "batch_size": r["batch_size"],
+            "ranks": r.get("world_size", 1), "batch_size": r["batch_size"],
             "threads": r["threads"], "params": r["params"],
             "step_time_ms_authors_code": anchor,
             "step_time_ms_ours": round(median_ms, 2),
@@ -38,8 +51,13 @@ def throughput_table(records: list[dict[str, Any]]) -> pd.DataFrame:
             "step_time_ms_q3": round(r["step_time_q3_s"] * 1e3, 2),
             "images_per_s_ours": round(r["images_per_s"], 1),
             "speedup_vs_authors_code": None if anchor is None else round(anchor / median_ms, 2),
+            "peak_mem_mb_per_rank_ours": round(r["peak_mem_bytes"] / 2**20, 2) if distributed else None,
             "note": "random synthetic-shaped batch, forward + dice loss + backward + Adam, median of "
                     f"{r['repeats']} steps after {r['warmup']} warm-up; authors' code: anchor measured on "
-                    "this machine kind (reference/perf_anchors.md), not in this run",
+                    "this machine kind (reference/perf_anchors.md), not in this run" + (
+                        f"; distributed: {r['world_size']} {r['backend']} ranks of {r['threads']} thread(s) "
+                        "each, the subimages split over them (bottleneck all-gather, dice-sum and gradient "
+                        "all-reduce), time of the slowest rank, peak = largest rank's live tensors "
+                        "(optimizer state included)" if distributed else ""),
         })
-    return pd.DataFrame(rows).sort_values(["spec", "k", "mode"]).reset_index(drop=True)
+    return pd.DataFrame(rows).sort_values(["spec", "k", "mode", "ranks"]).reset_index(drop=True)
