@@ -1,0 +1,143 @@
+"""Report captions: what the paper shows, how our result was produced, and the headline comparison.
+
+``snakemake --report`` shows every table and figure of a run with a caption; the caption's text comes from
+here, written by the workflow's ``caption`` rule from the table and its provenance sidecar, so the
+comparison sentence is computed from the data that is shown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..io import read_json, write_atomic
+
+SYNTHETIC, DEEPGLOBE, ANALYSIS = "Journal synthetic experiments", "DeepGlobe", "Analysis (no training)"
+BASELINES, SCALING, OTHER = "Baselines and Table 7", "Scaling and throughput", "Other"
+SECTIONS = (SYNTHETIC, DEEPGLOBE, ANALYSIS, BASELINES, SCALING, OTHER)
+
+# table or figure name -> (report section, paper item, what the paper shows)
+ITEMS: dict[str, tuple[str, str, str]] = {
+    "table10": (SYNTHETIC, "Journal Table 10", "the hyperparameters of the synthetic experiments"),
+    "fig5_synthetic_examples": (SYNTHETIC, "Journal Fig. 5",
+                                "synthetic images: two circles joined by a line, drawn across subimage borders"),
+    "fig9_heatmap": (SYNTHETIC, "Journal Fig. 9", "line-class IoU of DDU-Net(3, F, Y) for each number F of "
+                     "communicated feature maps and of U-Net(3), trained and tested on k subimages"),
+    "fig10_depth": (SYNTHETIC, "Journal Fig. 10", "DDU-Net(D, 16, Y) against U-Net(D) for depths D = 2, 3, 4 at "
+                    "k = 3 (the journal prints masks, no numbers)"),
+    "fig10_predictions": (SYNTHETIC, "Journal Fig. 10 (masks)", "the predicted masks of the Fig. 10 models"),
+    "fig11_generalization": (SYNTHETIC, "Journal Fig. 11", "line-class IoU of models trained on k subimages and "
+                             "tested on the 6-subimage test set"),
+    "fig8_predictions": (SYNTHETIC, "Journal Fig. 8", "predictions of DDU-Net(3, 32, Y), U-Net(3) and "
+                         "DDU-Net(3, 32, N) on test images with k = 4"),
+    "table3": (DEEPGLOBE, "Journal Table 3", "pixel counts of the DeepGlobe land-cover classes"),
+    "table6": (DEEPGLOBE, "Journal Table 6", "the hyperparameters of the DeepGlobe experiments"),
+    "fig6_deepglobe_examples": (DEEPGLOBE, "Journal Fig. 6", "DeepGlobe images and their land-cover masks"),
+    "fig13_deepglobe": (DEEPGLOBE, "Journal Fig. 13", "test mIoU of the ResNet18 DDU-Net(4, F, C) trained and "
+                        "tested on P x P subimages"),
+    "fig14_predictions": (DEEPGLOBE, "Journal Fig. 14", "DeepGlobe test crops, true masks and predictions"),
+    "fig15_errors": (DEEPGLOBE, "Journal Fig. 15", "where the Fig. 14 predictions are wrong"),
+    "table4": (ANALYSIS, "Journal Table 4", "receptive fields of U-Net(D) and DDU-Net(D)"),
+    "table5": (ANALYSIS, "Journal Table 5", "memory of the feature maps per block of U-Net and DDU-Net"),
+    "fig7_memory": (ANALYSIS, "Journal Fig. 7", "inference memory of DDU-Net against U-Net as images grow"),
+    "table8": (ANALYSIS, "Journal Table 8", "parameters of the encoder-decoder and of the coarse network"),
+    "table9": (ANALYSIS, "Journal Table 9", "modules, feature maps and parameters of the ResNet DDU-Nets"),
+    "table1": (BASELINES, "Journal Table 1", "test mIoU of the ResNet18 U-Net trained on random s x s patches"),
+    "table2": (BASELINES, "Journal Table 2", "test mIoU of the ResNet18 U-Net trained on downsampled images"),
+    "table7": (BASELINES, "Journal Table 7", "parameters, peak memory per device, inference time and mIoU of "
+               "DDU-Net against GLNet, FCtL and the other baselines"),
+    "cnn_dnn_classification": (BASELINES, "CNN-DNN papers, Tables 1-2", "accuracy of local CNNs, their "
+                               "combiners, the DNN over their outputs and a global CNN"),
+    "scaling_cpu": (SCALING, "ours (cf. journal Table 7)", "nothing of this kind: DDU-Net inference over P ranks, "
+                    "per-rank peak memory and time, is ours"),
+    "scaling_cuda": (SCALING, "ours (cf. journal Table 7)", "nothing of this kind: DDU-Net inference over P GPUs, "
+                     "per-GPU peak memory and time, is ours"),
+    "train_throughput": (SCALING, "ours", "no training speeds; ours are beside the authors' code timed on this "
+                         "machine kind"),
+}
+
+
+def item(name: str) -> tuple[str, str, str]:
+    """(section, paper item, what the paper shows) of a table or figure; unknown names go to "Other"."""
+    return ITEMS.get(name, (OTHER, name, "(not described)"))
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _cells(n: int) -> str:
+    return f"{n} cell" + ("" if n == 1 else "s")
+
+
+def _pair_sentence(quantity: str, paper: pd.Series, ours: pd.Series) -> str:
+    """One clause comparing a quantity's paper and our values over the cells that have both."""
+    diff = (ours - paper).abs()
+    n = len(diff)
+    if ((paper % 1 == 0) & (ours % 1 == 0)).all():
+        equal = int((diff == 0).sum())
+        if equal == n:
+            return f"{quantity}: ours equals the paper in all {_cells(n)}"
+        relative = (diff / paper.abs().where(paper != 0)).max()
+        worst = f"largest |ours - paper| {_number(diff.max())}" + (f" ({relative:.0%})" if pd.notna(relative) else "")
+        return f"{quantity}: ours equals the paper in {equal} of {_cells(n)}, {worst}"
+    clause = f"{quantity}: mean |ours - paper| = {_number(diff.mean())} over {_cells(n)}"
+    if n >= 3 and paper.nunique() > 1 and ours.nunique() > 1:
+        clause += f", rank correlation {paper.rank().corr(ours.rank()):.2f}"
+    return clause
+
+
+def headline(frame: pd.DataFrame) -> str:
+    """The comparison with the paper in one sentence, computed from the table's `_paper`/`_ours` pairs."""
+    clauses = []
+    for column in frame.columns:
+        if not column.endswith("_paper") or column[: -len("_paper")] + "_ours" not in frame.columns:
+            continue
+        quantity = column[: -len("_paper")]
+        pair = frame[[column, quantity + "_ours"]].apply(pd.to_numeric, errors="coerce").dropna()
+        if len(pair):
+            clauses.append(_pair_sentence(quantity, pair[column], pair[quantity + "_ours"]))
+    if clauses:
+        return "; ".join(clauses) + "."
+    return f"{len(frame)} rows of ours; the paper gives no value to put beside them."
+
+
+def _device(record: dict[str, Any]) -> str:
+    device = record.get("device") or {}
+    gpus = device.get("gpus") or []
+    where = f"{len(gpus)} x {gpus[0]}" if gpus else f"{device.get('cpu', 'CPU')} ({device.get('cpu_count')} cores)"
+    world = record.get("world_size") or 1
+    return where + (f", {world} ranks" if world > 1 else "")
+
+
+def caption(name: str, csv: str | Path, sidecar: str | Path) -> str:
+    """The caption (reStructuredText) of one table: paper item, how ours was produced, comparison, the table."""
+    _, paper_item, shows = item(name)
+    frame = pd.read_csv(csv)
+    record = read_json(sidecar)
+    config = record.get("config") or {}
+    commit = (record.get("git") or {}).get("commit") or "unknown"
+    seeds = ", ".join(str(s) for s in record.get("seeds") or config.get("seeds") or []) or "none"
+    scale = " ".join(str(config.get("description", "")).split()) or "no configuration recorded"
+    return "\n".join([
+        f"**{paper_item}** (``{name}``). The paper shows {shows}.",
+        "",
+        f"**Ours**: run ``{config.get('run', '?')}`` from ``{record.get('config_file') or 'no config file'}``: "
+        f"{scale} Seeds: {seeds}. Device: {_device(record)}. Commit ``{commit[:10]}``; the command and "
+        f"every setting are in ``{Path(sidecar).as_posix()}``.",
+        "",
+        f"**Comparison**: {headline(frame)}",
+        "",
+        ".. csv-table::",
+        f"   :file: {Path(csv).as_posix()}",
+        "   :header-rows: 1",
+        "",
+    ])
+
+
+def write_caption(name: str, csv: str | Path, sidecar: str | Path, out: str | Path) -> Path:
+    """Write the caption of ``name`` to ``out`` (included by the report's caption file)."""
+    text = caption(name, csv, sidecar)
+    return write_atomic(out, lambda tmp: tmp.write_text(text))
