@@ -73,9 +73,9 @@ def test_best_threshold_by_hand() -> None:
 
 def test_ceiling_is_one_when_every_pixel_sees_both_circles_and_lower_without_communication() -> None:
     spec = SyntheticSpec(k=2)
-    talking = line_iou_ceiling(_model("ddunet_D3_F1_CY"), spec, images=4, background_samples=20)
+    talking = line_iou_ceiling(support_model("ddunet_D3_F1_CY", 32), spec, images=4, background_samples=20)
     assert talking["iou_line_ceiling"] == 1.0 and talking["pixels_seeing_both_circles"] == 1.0
-    alone = line_iou_ceiling(_model("ddunet_D3_F0_CY"), spec, images=4, background_samples=20)
+    alone = line_iou_ceiling(support_model("ddunet_D3_F0_CY", 32), spec, images=4, background_samples=20)
     assert alone["pixels_seeing_both_circles"] == 0.0 and 0.0 < alone["iou_line_ceiling"] < 0.6
 
 

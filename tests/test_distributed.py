@@ -45,7 +45,7 @@ def _single_process(case: dict) -> dict:
             "params": {n: p.detach() for n, p in model.named_parameters()}}
 
 
-@pytest.mark.parametrize("world_size", [2, 4])
+@pytest.mark.parametrize("world_size", [2, pytest.param(4, marks=pytest.mark.slow)])
 def test_outputs_and_gradients_equal_single_process(world_size: int, tmp_path: Path) -> None:
     cases = [_case(f, c, train) for f, c in CASES for train in (True, False)]
     results = run_ranks(world_size, workers.forward_backward, cases, tmp=tmp_path)
@@ -84,7 +84,7 @@ def _resnet_cases() -> list[dict]:
              "step": True} for spec in RESNET_SPECS]
 
 
-@pytest.mark.parametrize("world_size", [2, 4])
+@pytest.mark.parametrize("world_size", [2, pytest.param(4, marks=pytest.mark.slow)])
 def test_resnet_ddunet_equals_single_process_and_keeps_the_encoder_frozen(world_size: int, tmp_path: Path) -> None:
     """Frozen ResNet blocks stay frozen on every rank: no gradient, unchanged after a step, and (unless _BT)
     BatchNorm in eval mode with unchanged running statistics; everything else equals one process."""
@@ -125,7 +125,7 @@ def test_local_batchnorm_differs_in_training_but_not_in_eval(tmp_path: Path) -> 
     torch.testing.assert_close(results[0][1][1]["logits"], eval_ref["logits"], atol=TOL, rtol=0)
 
 
-@pytest.mark.parametrize("world_size", [2, 4])
+@pytest.mark.parametrize("world_size", [2, pytest.param(4, marks=pytest.mark.slow)])
 def test_training_steps_match_single_process(world_size: int, tmp_path: Path) -> None:
     from ddubench.training.checkpoint import load_checkpoint
     from ddubench.training.run import train_model

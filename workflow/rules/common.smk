@@ -156,7 +156,7 @@ class Launch:
                      "print(s.getsockname()[1])')")
         return (
             f"srun --overlap --nodes {self.nodes} --ntasks {self.nodes} --ntasks-per-node 1"
-            f" --cpus-per-task {self.cpus_per_node} --kill-on-bad-exit 1"
+            f" --cpus-per-task {self.cpus_per_node} --kill-on-bad-exit=1"
             f" {launcher} --nnodes {self.nodes} --nproc-per-node {self.per_node} --rdzv-backend c10d"
             f" --rdzv-id $SLURM_JOB_ID --rdzv-endpoint $(hostname):{free_port}"
         )
