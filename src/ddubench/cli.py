@@ -337,31 +337,24 @@ def cmd_table(args: argparse.Namespace) -> None:
     _write_table(frame, args.out, args.config, started, clock, **extra)
 
 
+# figure name -> (module of ddubench.report, drawing function(csv, out)); fig9/fig11 are the heatmaps below
+FIGURE_DRAWERS = {
+    "fig7": ("rf_memory", "fig7_figure"),
+    "scaling": ("scaling", "scaling_figure"),
+    "protocol": ("protocol", "protocol_bars"),
+    "protocol_distance": ("protocol", "protocol_distance"),
+    "fig13": ("deepglobe_figures", "fig13_figure"),
+}
+
+
 def cmd_figure(args: argparse.Namespace) -> None:
+    import importlib
+
     from .report.figures import line_iou_heatmaps
 
-    if args.name == "fig7":
-        from .report.rf_memory import fig7_figure
-
-        fig7_figure(args.csv, args.out)
-        print(f"wrote {args.out}")
-        return
-    if args.name == "scaling":
-        from .report.scaling import scaling_figure
-
-        scaling_figure(args.csv, args.out)
-        print(f"wrote {args.out}")
-        return
-    if args.name in ("protocol", "protocol_distance"):
-        from .report.protocol import protocol_bars, protocol_distance
-
-        (protocol_bars if args.name == "protocol" else protocol_distance)(args.csv, args.out)
-        print(f"wrote {args.out}")
-        return
-    if args.name == "fig13":
-        from .report.deepglobe_figures import fig13_figure
-
-        fig13_figure(args.csv, args.out)
+    if args.name in FIGURE_DRAWERS:
+        module, function = FIGURE_DRAWERS[args.name]
+        getattr(importlib.import_module(f".report.{module}", __package__), function)(args.csv, args.out)
         print(f"wrote {args.out}")
         return
 
@@ -708,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="device fig7 measures (cpu, cuda, cuda:N, auto; default: the config's fig7.device)")
 
     p = add("figure", cmd_figure, "Draw a figure PDF from its results CSV.")
-    p.add_argument("name", choices=["fig9", "fig11", "scaling", "fig7", "fig13", "protocol", "protocol_distance"],
+    p.add_argument("name", choices=["fig9", "fig11", *FIGURE_DRAWERS],
                    help="which figure")
     p.add_argument("--csv", required=True, help="results CSV the figure is drawn from")
     p.add_argument("--out", required=True, help="figure PDF to write")
