@@ -82,6 +82,7 @@ def test_ceiling_is_one_when_every_pixel_sees_both_circles_and_lower_without_com
 @pytest.mark.parametrize(("spec", "cls"), [
     ("unet_D3", "unet_D3"), ("unet_D4_IT", "unet_D4"), ("ddunet_D3_F32_CY_NP", "ddunet_D3_F1_CY"),
     ("ddunet_D3_F0_CY", "ddunet_D3_F0_CY"), ("ddunet_D2_F16_CN", "ddunet_D2_F0_CY"), ("glnet_G3", None),
+    ("ddunet_D3_F8_CY_K3_H2", "ddunet_D3_F1_CY_K3_H2"), ("ddunet_D3_F8_CN_K3", "ddunet_D3_F0_CY"),
 ])
 def test_support_classes(spec: str, cls: str | None) -> None:
     assert support_class(spec) == cls

@@ -274,3 +274,17 @@ def test_resumed_ranks_restore_their_own_rng_states(tmp_path: Path) -> None:
     assert resumed["epoch"] == whole["epoch"]
     for name, tensor in whole["model"].items():
         assert torch.equal(resumed["model"][name], tensor), name
+
+
+def test_ranks_that_cannot_share_the_subimages_are_refused_before_training(tiny_dataset: Path, tmp_path: Path) -> None:
+    """3 subimages over 2 ranks: one line when the model is wrapped, before any collective or epoch."""
+    from ddubench.distributed.runtime import DistContext
+    from ddubench.errors import DdubenchError
+    from ddubench.training.run import train_model
+    from ddubench.training.trainer import TrainConfig
+
+    ctx = DistContext(rank=0, world_size=2, local_rank=0, device=torch.device("cpu"), backend="gloo")
+    with pytest.raises(DdubenchError, match="3 subimages cannot be shared equally by 2 ranks"):
+        train_model("ddunet_D3_F4_CY", tiny_dataset, tmp_path / "run", TrainConfig(max_epochs=1),
+                    tmp_path / "run/train.json", progress=False, ctx=ctx)
+    assert not (tmp_path / "run/history.csv").exists()

@@ -222,7 +222,7 @@ def test_spec_round_trip(text: str) -> None:
 def test_spec_canonical_form_and_params() -> None:
     spec = ModelSpec.parse("ddunet_D3_F16_CY")
     assert spec.kwargs == {"depth": 3, "features": 16, "communicate": True, "base_width": 4, "init": "he",
-                           "norm_stats": "shared"}
+                           "norm_stats": "shared", "coarse_kernel": 5, "coarse_layers": 3}
     assert str(ModelSpec.parse("unet_D3_W4")) == "unet_D3"  # default width dropped
     assert str(ModelSpec.parse("ddunet_D3")) == "ddunet_D3_F0_CY"  # required keys always written
     assert ModelSpec.parse("unet_D2_W8").kwargs["base_width"] == 8
@@ -238,3 +238,21 @@ def test_base_width_changes_the_model() -> None:
     model = build_model("unet_D2_W8", **ARGS)
     assert model.head.in_channels == 8
     assert count_parameters(model) > 7487
+
+
+# ------------------------------------------------------------------------- errors at build time (issue 16.5)
+
+
+def test_coarse_kernel_and_layers_are_spec_keys() -> None:
+    spec = ModelSpec.parse("ddunet_D3_F8_CY_K3_H2")
+    assert str(spec) == "ddunet_D3_F8_CY_K3_H2" and str(ModelSpec.parse("ddunet_D3_F8_CY_K5_H3")) == "ddunet_D3_F8_CY"
+    convs = [m for m in build_model(spec, in_channels=1, num_classes=3, subimage_size=(32, 32)).coarse.modules()
+             if isinstance(m, torch.nn.Conv2d)]
+    assert [c.kernel_size for c in convs] == [(3, 3), (3, 3)]
+
+
+@pytest.mark.parametrize(("spec", "message"), [("ddunet_D3_F8_CY_K4", "use an odd kernel"),
+                                               ("ddunet_D3_F8_CY_H0", "at least one")])
+def test_a_coarse_network_that_cannot_work_is_refused_when_built(spec: str, message: str) -> None:
+    with pytest.raises(ModelSpecError, match=message):
+        build_model(spec, in_channels=1, num_classes=3, subimage_size=(32, 32))

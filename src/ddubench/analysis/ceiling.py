@@ -213,8 +213,8 @@ def support_class(spec_text: str) -> str | None:
     """The model whose dependency regions stand for ``spec``'s in the ceiling (None: no ceiling for it).
 
     Regions depend only on the architecture's wiring: every communicating DDU-Net(D, F > 0, Y) has those of
-    DDU-Net(D, 1, Y); DDU-Net(D, 0, ·) and DDU-Net(D, F, N) never look beyond their subimage, like
-    DDU-Net(D, 0, Y); width, initialisation and BatchNorm statistics do not matter.
+    DDU-Net(D, 1, Y) with the same coarse kernel and depth; DDU-Net(D, 0, ·) and DDU-Net(D, F, N) never look
+    beyond their subimage, like DDU-Net(D, 0, Y); width, initialisation and BatchNorm statistics do not matter.
     """
     from ..models import ModelSpec
 
@@ -223,6 +223,8 @@ def support_class(spec_text: str) -> str | None:
     if spec.name == "unet":
         return f"unet_D{depth}"
     if spec.name == "ddunet":
-        talks = spec.kwargs["features"] > 0 and spec.kwargs["communicate"]
-        return f"ddunet_D{depth}_F{1 if talks else 0}_CY"
+        if not (spec.kwargs["features"] > 0 and spec.kwargs["communicate"]):
+            return f"ddunet_D{depth}_F0_CY"
+        wiring = {key: spec.kwargs[key] for key in ("coarse_kernel", "coarse_layers")}  # the coarse reach
+        return str(ModelSpec.parse(f"ddunet_D{depth}_F1_CY_K{wiring['coarse_kernel']}_H{wiring['coarse_layers']}"))
     return None

@@ -22,6 +22,9 @@ def _choice(options: dict[str, str]):
 # Protocol options of the synthetic experiments (issue: why our numbers differ from the journal's).
 register_spec_key("N", "norm_stats", _choice({"S": "shared", "P": "position"}), lambda v: v[0].upper())
 register_spec_key("I", "init", _choice({"H": "he", "T": "torch"}), lambda v: v[0].upper())
+# The coarse network's kernel and depth (journal: 5 and 3; the thesis varies them).
+register_spec_key("K", "coarse_kernel", int)
+register_spec_key("H", "coarse_layers", int)
 
 
 @register_model(
@@ -39,8 +42,9 @@ def build_unet(*, in_channels: int, num_classes: int, subimage_size: tuple[int, 
 @register_model(
     "ddunet",
     keys=("D", "F", "C"),
-    optional_keys=("W", "N", "I"),
-    defaults={"depth": 3, "features": 0, "communicate": True, "base_width": 4, "norm_stats": "shared", "init": "he"},
+    optional_keys=("W", "N", "I", "K", "H"),
+    defaults={"depth": 3, "features": 0, "communicate": True, "base_width": 4, "norm_stats": "shared", "init": "he",
+              "coarse_kernel": 5, "coarse_layers": 3},
     label=lambda p: f"DDU-Net({p['depth']},{p['features']},{'Y' if p['communicate'] else 'N'})",
 )
 def build_ddunet(
@@ -55,8 +59,9 @@ def build_ddunet(
 @register_model(
     "resnetddunet",
     keys=("R", "F", "C"),
-    optional_keys=("B",),
-    defaults={"resnet": 18, "features": 0, "communicate": True, "frozen_bn": "eval"},
+    optional_keys=("B", "K", "H"),
+    defaults={"resnet": 18, "features": 0, "communicate": True, "frozen_bn": "eval", "coarse_kernel": 5,
+              "coarse_layers": 3},
     label=lambda p: f"DDU-Net(4,{p['features']},{'Y' if p['communicate'] else 'N'}) ResNet{p['resnet']}",
     io=(3, 7),
 )

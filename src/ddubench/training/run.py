@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.registry import load_split, split_path
-from ..distributed.runtime import DistContext, is_collective_failure
+from ..data.registry import SegmentationSplit, load_split, split_path
+from ..distributed.runtime import DistContext, is_collective_failure, owned_subimages
 from ..errors import CheckpointError, DdubenchError, ModelSpecError
 from ..io import read_json, write_json
 from ..models import ModelSpec, build_model
@@ -60,6 +60,12 @@ def _resumable(last: Path, spec: str, model_args: dict[str, Any], config: TrainC
     # a run started before a TrainConfig field existed resumes if the field has its default value
     recorded = {**asdict(TrainConfig()), **state["train_config"]}
     return (state["spec"], state["model_args"], recorded) == (spec, model_args, asdict(config))
+
+
+def _check_subimages_divide(train: SegmentationSplit, subimage: tuple[int, int], ctx: DistContext) -> None:
+    """Refuse, before any training, a grid of subimages the ranks cannot share equally (one line)."""
+    height, width = train.images.shape[-2:]
+    owned_subimages((height // subimage[0]) * (width // subimage[1]), ctx)
 
 
 def _distribute(model: nn.Module, ctx: DistContext, bn: str, seed: int) -> tuple[nn.Module, SingleProcess]:
@@ -134,6 +140,7 @@ def train_model(
     if ctx is not None:
         if compile_model:
             raise ModelSpecError("--compile applies to single-process training only; drop it under torchrun")
+        _check_subimages_divide(train, model_args["subimage_size"], ctx)
         model, parallel = _distribute(model, ctx, bn, config.seed)
         device = ctx.device
     train_data = read_json(data_dir / "manifest.json")
