@@ -317,7 +317,8 @@ def run_targets(run):
 def published_targets():
     """The committed top-level tables and figures."""
     tables, figures = run_outputs(config["publish_from"])
-    return [f"results/{name}.csv" for name in tables] + [f"figures/{name}.pdf" for name in figures]
+    images = [f"figures/{name}.png" for name in README_IMAGES]  # publish.smk
+    return [f"results/{name}.csv" for name in tables] + [f"figures/{name}.pdf" for name in figures] + images
 
 
 def default_targets():

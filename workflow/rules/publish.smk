@@ -22,3 +22,24 @@ rule publish_figure:
         "figures/{name}.pdf",
     shell:
         "cp {input} {output}"
+
+
+# The headline figures the README shows as images (a code-hosting page renders PNG, not PDF): figure name
+# -> `ddubench figure` name, drawn from the published table.
+README_IMAGES = {"fig9_heatmap": "fig9", "fig11_generalization": "fig11"}
+
+
+rule readme_image:
+    input:
+        "results/{name}.csv",
+    output:
+        "figures/{name}.png",
+    wildcard_constraints:
+        name="|".join(README_IMAGES),
+    params:
+        figure=lambda wildcards: README_IMAGES[wildcards.name],
+    log:
+        "logs/readme_image_{name}.log",
+    shell:
+        "{DDUBENCH} figure {params.figure} --csv {input} --out {output} > {log} 2>&1"
+

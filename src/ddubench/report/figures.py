@@ -24,9 +24,13 @@ CLASS_COLOURS = ListedColormap(["black", "tab:red", "white"])
 
 
 def save_pdf(fig: plt.Figure, out: str | Path) -> None:
-    """Save a figure as a reproducible PDF (no timestamp), atomically, and close it."""
+    """Save a figure reproducibly (no timestamp, no software stamp), atomically, and close it: a PDF, or a
+    150 dpi PNG when ``out`` ends in ``.png`` (the images the README shows)."""
+    png = str(out).endswith(".png")
+    metadata = {"Software": None} if png else {"CreationDate": None}
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="pdf", bbox_inches="tight", metadata={"CreationDate": None})
+        fig.savefig(tmp, format="png" if png else "pdf", bbox_inches="tight", metadata=metadata,
+                    **({"dpi": 150} if png else {}))
     plt.close(fig)
 
 
@@ -35,14 +39,19 @@ def _grid_columns(frame: pd.DataFrame) -> pd.Series:
 
 
 def line_iou_heatmaps(csv: str | Path, out: str | Path, title: str, ylabel: str) -> None:
-    """Paper and ours side by side: line-class IoU per k (rows) and model (columns)."""
+    """Paper, receptive-field ceiling (where the table has it) and ours side by side: line-class IoU per k
+    (rows) and model (columns); a paper value above the ceiling is marked with ^."""
     frame = pd.read_csv(csv)
     frame["column"] = _grid_columns(frame)
     features = sorted(frame.loc[frame["model"] != "U-Net", "F"].dropna().astype(int).unique())
     columns = [f"F={f}" for f in features] + (["U-Net"] if (frame["model"] == "U-Net").any() else [])
-    panels = {"paper": "iou_line_paper", "ours (mean ± std over seeds)": "iou_line_ours"}
+    panels = {"paper (^: above the ceiling)": "iou_line_paper"}
+    if "iou_line_ceiling" in frame and frame["iou_line_ceiling"].notna().any():
+        panels["receptive-field ceiling"] = "iou_line_ceiling"
+    panels["ours (mean ± std over seeds)"] = "iou_line_ours"
     sns.set_theme(style="white", font_scale=0.8)
-    fig, axes = plt.subplots(1, 2, figsize=(2 + 1.1 * len(columns) * 2, 0.75 * frame["k_train"].nunique() + 1.6),
+    fig, axes = plt.subplots(1, len(panels), figsize=(2 + 1.1 * len(columns) * len(panels),
+                                                      0.75 * frame["k_train"].nunique() + 1.6),
                              sharey=True, constrained_layout=True)
 
     def pivot(column: str) -> pd.DataFrame:
@@ -55,6 +64,9 @@ def line_iou_heatmaps(csv: str | Path, out: str | Path, title: str, ylabel: str)
         text = grid.map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
         if column == "iou_line_ours":
             text = text + spread.map(lambda v: "" if pd.isna(v) else f"\n±{v:.2f}")
+        if column == "iou_line_paper" and "receptive-field ceiling" in panels:
+            above = grid > pivot("iou_line_ceiling") + 1e-9
+            text = text + above.map(lambda flag: "^" if flag else "")
         sns.heatmap(grid, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=text.to_numpy(), fmt="",
                     annot_kws={"fontsize": 6.5}, cbar=ax is axes[-1], linewidths=0.5, linecolor="white",
                     mask=grid.isna())
