@@ -15,6 +15,9 @@ from ddubench.training.losses import dice_loss_from_terms, dice_terms
 TOL = 1e-10
 CASES = [(features, comm) for features in (0, 8) for comm in (True, False)]
 
+# 4 ranks add a minute on 2 cores: marked slow (`-m slow`); 2 ranks already exercise every collective
+WORLD_SIZES = [2, pytest.param(4, marks=pytest.mark.slow)]
+
 
 def _case(features: int, communicate: bool, train: bool, seed: int = 0) -> dict:
     torch.manual_seed(seed)
@@ -45,7 +48,7 @@ def _single_process(case: dict) -> dict:
             "params": {n: p.detach() for n, p in model.named_parameters()}}
 
 
-@pytest.mark.parametrize("world_size", [2, pytest.param(4, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("world_size", WORLD_SIZES)
 def test_outputs_and_gradients_equal_single_process(world_size: int, tmp_path: Path) -> None:
     cases = [_case(f, c, train) for f, c in CASES for train in (True, False)]
     results = run_ranks(world_size, workers.forward_backward, cases, tmp=tmp_path)
@@ -55,7 +58,8 @@ def test_outputs_and_gradients_equal_single_process(world_size: int, tmp_path: P
         reference = _single_process(case)
         for rank, (_, per_case) in enumerate(results):
             got = per_case[index]
-            where = f"F={case['kwargs']['features']} C={case['kwargs']['communicate']} train={case['train']} rank {rank}"
+            kwargs = case["kwargs"]
+            where = f"F={kwargs['features']} C={kwargs['communicate']} train={case['train']} rank {rank}"
             torch.testing.assert_close(got["logits"], reference["logits"], atol=TOL, rtol=0, msg=where)
             torch.testing.assert_close(got["loss"], reference["loss"], atol=TOL, rtol=0, msg=where)
             assert got["grads"].keys() == reference["grads"].keys()
@@ -84,7 +88,7 @@ def _resnet_cases() -> list[dict]:
              "step": True} for spec in RESNET_SPECS]
 
 
-@pytest.mark.parametrize("world_size", [2, pytest.param(4, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("world_size", WORLD_SIZES)
 def test_resnet_ddunet_equals_single_process_and_keeps_the_encoder_frozen(world_size: int, tmp_path: Path) -> None:
     """Frozen ResNet blocks stay frozen on every rank: no gradient, unchanged after a step, and (unless _BT)
     BatchNorm in eval mode with unchanged running statistics; everything else equals one process."""
@@ -125,7 +129,7 @@ def test_local_batchnorm_differs_in_training_but_not_in_eval(tmp_path: Path) -> 
     torch.testing.assert_close(results[0][1][1]["logits"], eval_ref["logits"], atol=TOL, rtol=0)
 
 
-@pytest.mark.parametrize("world_size", [2, pytest.param(4, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("world_size", WORLD_SIZES)
 def test_training_steps_match_single_process(world_size: int, tmp_path: Path) -> None:
     from ddubench.training.checkpoint import load_checkpoint
     from ddubench.training.run import train_model

@@ -99,3 +99,23 @@ def test_heatmaps_are_reproducible_pdf_and_png_with_a_ceiling_panel(tmp_path: Pa
     assert (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")
     for suffix in ("pdf", "png"):  # byte-identical reruns: a rebuilt published figure leaves git clean
         assert (tmp_path / f"a.{suffix}").read_bytes() == (tmp_path / f"b.{suffix}").read_bytes()
+
+
+def test_caption_headline_is_computed_from_the_paper_and_ours_columns(tmp_path: Path) -> None:
+    from ddubench.io import write_json
+    from ddubench.report.captions import caption, headline
+
+    frame = pd.DataFrame({"iou_line_paper": [0.5, 0.7, 0.9], "iou_line_ours": [0.4, 0.7, 0.8],
+                          "params_paper": [10, 20, 30], "params_ours": [10, 20, 31]})
+    assert headline(frame) == ("iou_line: mean |ours - paper| = 0.0667 over 3 cells, rank correlation 1.00; "
+                               "params: ours equals the paper in 2 of 3 cells, largest |ours - paper| 1 (3%).")
+    assert headline(pd.DataFrame({"x_ours": [1.0]})) == "1 rows of ours; the paper gives no value to put beside them."
+    frame.to_csv(tmp_path / "fig9_heatmap.csv", index=False)
+    sidecar = {"config": {"run": "cpu", "description": "reduced  scale.", "seeds": [0, 1]},
+               "config_file": "config/cpu.yaml", "git": {"commit": "abcdef0123456"},
+               "device": {"cpu": "AMD EPYC", "cpu_count": 2, "gpus": []}}
+    write_json(tmp_path / "fig9_heatmap.meta.json", sidecar)
+    text = caption("fig9_heatmap", tmp_path / "fig9_heatmap.csv", tmp_path / "fig9_heatmap.meta.json")
+    assert text.startswith("**Journal Fig. 9** (``fig9_heatmap``). The paper shows line-class IoU")
+    assert "run ``cpu`` from ``config/cpu.yaml``: reduced scale. Seeds: 0, 1. Device: AMD EPYC (2 cores)." in text
+    assert "Commit ``abcdef0123``" in text and ".. csv-table::" in text and ":header-rows: 1" in text

@@ -43,7 +43,7 @@ rule protocol_table:
         evals=protocol_evals,
         ceilings=protocol_ceilings,
     output:
-        "results/{run}/protocol_study.csv",
+        report_table("results/{run}/protocol_study.csv"),
         "results/{run}/protocol_study.meta.json",
     params:
         config=run_config_file,
@@ -58,8 +58,8 @@ rule protocol_figures:
     input:
         "results/{run}/protocol_study.csv",
     output:
-        bars="figures/{run}/protocol_study.pdf",
-        distance="figures/{run}/protocol_by_distance.pdf",
+        bars=report_figure("figures/{run}/protocol_study.pdf"),
+        distance=report_figure("figures/{run}/protocol_by_distance.pdf", "protocol_study"),
     log:
         "logs/{run}/protocol_figures.log",
     shell:

@@ -30,6 +30,9 @@ ITEMS: dict[str, tuple[str, str, str]] = {
     "fig10_predictions": (SYNTHETIC, "Journal Fig. 10 (masks)", "the predicted masks of the Fig. 10 models"),
     "fig11_generalization": (SYNTHETIC, "Journal Fig. 11", "line-class IoU of models trained on k subimages and "
                              "tested on the 6-subimage test set"),
+    "protocol_study": (SYNTHETIC, "Protocol study (ours, cf. journal Fig. 9)", "no such study: ours trains a few "
+                       "Fig. 9 cells under named protocol variants, beside the paper's value and the receptive-field "
+                       "ceiling"),
     "fig8_predictions": (SYNTHETIC, "Journal Fig. 8", "predictions of DDU-Net(3, 32, Y), U-Net(3) and "
                          "DDU-Net(3, 32, N) on test images with k = 4"),
     "table3": (DEEPGLOBE, "Journal Table 3", "pixel counts of the DeepGlobe land-cover classes"),
