@@ -77,8 +77,9 @@ def die_with_launcher() -> None:
     import signal
 
     pr_set_pdeathsig = 1
+    launcher = os.getppid()
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() == 1:  # the launcher died before the call: nobody is left to signal
+    if os.getppid() != launcher:  # the launcher died before the call: nobody is left to signal
         raise DdubenchError("the torchrun launcher of this rank has already exited; rerun the job")
 
 
