@@ -73,18 +73,24 @@ def train_with_failing_rank(fail_rank: int, fail_epoch: int, *args, **kwargs) ->
     import os
 
     from ddubench.errors import DataError
-    from ddubench.training.trainer import Trainer
 
     if int(os.environ["RANK"]) == fail_rank:
-        original = Trainer.train_epoch
-
-        def failing(self, train):
-            if self.epoch == fail_epoch:
-                raise DataError(f"rank {fail_rank}: simulated unreadable batch")
-            return original(self, train)
-
-        Trainer.train_epoch = failing
+        _raise_when_epoch_starts(fail_epoch, DataError(f"rank {fail_rank}: simulated unreadable batch"))
     return train_distributed(*args, **kwargs)
+
+
+def _raise_when_epoch_starts(epoch: int, error: Exception) -> None:
+    """Make this process's Trainer raise ``error`` when epoch ``epoch`` (0-based count of finished ones) starts."""
+    from ddubench.training.trainer import Trainer
+
+    original = Trainer.train_epoch
+
+    def raising(self, train):
+        if self.epoch == epoch:
+            raise error
+        return original(self, train)
+
+    Trainer.train_epoch = raising
 
 
 def scaling_records(spec: str, height: int, width: int) -> list[dict]:
@@ -101,14 +107,5 @@ class Killed(Exception):
 
 def train_killed_after(epochs: int, *args, **kwargs) -> dict:
     """:func:`train_distributed`, but every rank dies once ``epochs`` epochs are finished and checkpointed."""
-    from ddubench.training.trainer import Trainer
-
-    original = Trainer.train_epoch
-
-    def dying(self, train):
-        if self.epoch == epochs:
-            raise Killed(f"killed after epoch {epochs}")
-        return original(self, train)
-
-    Trainer.train_epoch = dying
+    _raise_when_epoch_starts(epochs, Killed(f"killed after epoch {epochs}"))
     return train_distributed(*args, **kwargs)

@@ -11,8 +11,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from .compat import check_torch
 from . import __version__
+from .compat import check_torch
 from .device import resolve_device
 from .errors import DdubenchError
 
@@ -305,8 +305,9 @@ def cmd_table(args: argparse.Namespace) -> None:
         ceilings = {str(path): read_json(path)["iou_line_ceiling"] for path in args.ceilings or []}
         frame = protocol_table(load_config(args.config), {str(path): read_json(path) for path in args.evals},
                                ceilings)
-        extra = {"inputs": list(args.evals) + list(args.ceilings or []), "method": "line IoU from one confusion matrix per split (test, val), "
-                 "per-image mean on test, and per distance bin between the circle centres"}
+        extra = {"inputs": list(args.evals) + list(args.ceilings or []),
+                 "method": "line IoU from one confusion matrix per split (test, val), per-image mean on test, and "
+                 "per distance bin between the circle centres"}
     elif args.name == "throughput":
         from .report.throughput import throughput_table
 
@@ -513,8 +514,8 @@ def cmd_ceiling(args: argparse.Namespace) -> None:
     started, clock = utc_now(), time.perf_counter()
     data = SyntheticSpec(k=args.k, rule=args.rule, subimage_size=args.subimage_size, seed=args.seed)
     spec = ModelSpec.parse(args.model)
-    result = line_iou_ceiling(support_model(args.model, args.subimage_size), data, images=args.images, background_samples=args.background_samples,
-                              seed=args.seed, split=args.split)
+    result = line_iou_ceiling(support_model(args.model, args.subimage_size), data, images=args.images,
+                              background_samples=args.background_samples, seed=args.seed, split=args.split)
     record = {"spec": str(spec), "label": spec.label, "k": args.k, **result}
     write_json(args.out, {**record, "provenance": provenance(
         started=started, wall_time_s=time.perf_counter() - clock, seeds=[args.seed],
@@ -701,8 +702,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="device fig7 measures (cpu, cuda, cuda:N, auto; default: the config's fig7.device)")
 
     p = add("figure", cmd_figure, "Draw a figure PDF from its results CSV.")
-    p.add_argument("name", choices=["fig9", "fig11", *FIGURE_DRAWERS],
-                   help="which figure")
+    p.add_argument("name", choices=["fig9", "fig11", *FIGURE_DRAWERS], help="which figure")
     p.add_argument("--csv", required=True, help="results CSV the figure is drawn from")
     p.add_argument("--out", required=True, help="figure PDF to write")
 

@@ -178,7 +178,7 @@ def protocol_bars(csv: str | Path, out: str | Path) -> None:
             if len(reference):
                 ax.axhline(reference.iloc[0], color=palette[model], linestyle="--", linewidth=1)
             own = part[(part["model"] == model) & ~part["run"].str.contains("-")]  # base run, not <run>-<variant>
-            ceiling = own["iou_line_ceiling"].dropna() if "iou_line_ceiling" in own else own.iloc[:0]
+            ceiling = own.get("iou_line_ceiling", pd.Series(dtype=float)).dropna()  # absent in older tables
             if len(ceiling):
                 ax.axhline(ceiling.iloc[0], color=palette[model], linestyle=":", linewidth=1.2)
         ax.set_title(f"k = {k} (dashed: paper, dotted: ceiling)")
