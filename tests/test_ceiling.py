@@ -93,3 +93,13 @@ def test_the_one_channel_support_model_has_the_regions_of_the_full_width_model(s
     thin = support_model(spec, 16)
     assert max(m.out_channels for m in thin.modules() if isinstance(m, torch.nn.Conv2d)) < 16
     assert torch.equal(dependency_support(thin, 16, 48), dependency_support(_model(spec, 16), 16, 48))
+
+
+def test_a_model_without_dependency_regions_is_one_line(tmp_path, capsys) -> None:
+    """Before: glnet_G3 went on to probe a 38 GB support matrix and died of memory."""
+    from ddubench.cli import main
+
+    assert main(["ceiling", "--model", "glnet_G3", "--k", "2", "--out", str(tmp_path / "c.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--model glnet_G3: the ceiling is defined for" in err[0]
+    assert not (tmp_path / "c.json").exists()

@@ -504,7 +504,7 @@ def cmd_receptive_field(args: argparse.Namespace) -> None:
 
 
 def cmd_ceiling(args: argparse.Namespace) -> None:
-    from .analysis.ceiling import line_iou_ceiling, support_model
+    from .analysis.ceiling import line_iou_ceiling, support_class, support_model
     from .data.synthetic import SyntheticSpec
     from .io import write_json
     from .models import ModelSpec
@@ -514,6 +514,9 @@ def cmd_ceiling(args: argparse.Namespace) -> None:
     started, clock = utc_now(), time.perf_counter()
     data = SyntheticSpec(k=args.k, rule=args.rule, subimage_size=args.subimage_size, seed=args.seed)
     spec = ModelSpec.parse(args.model)
+    if support_class(args.model) is None:
+        raise DdubenchError(f"--model {args.model}: the ceiling is defined for the synthetic task's U-Net and DDU-Net "
+                            "specs (e.g. unet_D3, ddunet_D3_F1_CY), whose dependency regions it reads")
     result = line_iou_ceiling(support_model(args.model, args.subimage_size), data, images=args.images,
                               background_samples=args.background_samples, seed=args.seed, split=args.split)
     record = {"spec": str(spec), "label": spec.label, "k": args.k, **result}
@@ -758,10 +761,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, metavar="MODEL-SPEC",
                    help="whose dependency regions count, e.g. unet_D3, ddunet_D3_F0_CY, ddunet_D3_F1_CY")
     p.add_argument("--k", type=int, required=True, help="subimages per image of the synthetic data")
-    p.add_argument("--rule", default="journal", help="circle placement rule of the data (journal or thesis)")
+    p.add_argument("--rule", default="journal", choices=["journal", "thesis"], help="circle placement rule of the data")
     p.add_argument("--subimage-size", type=int, default=32, help="subimage side in pixels")
     p.add_argument("--seed", type=int, default=0, help="data seed (the run's synthetic.data_seed)")
-    p.add_argument("--split", default="test", help="split whose images the ceiling is scored on")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split whose images the ceiling is "
+                   "scored on")
     p.add_argument("--images", type=int, default=200, help="images of the split the ceiling is scored on")
     p.add_argument("--background-samples", type=int, default=3000,
                    help="generator samples that estimate P(line | no circle visible)")
