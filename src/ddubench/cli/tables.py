@@ -1,0 +1,254 @@
+"""Subcommands that build results tables (CSV + provenance sidecar) and figures, and compare with the paper.
+
+Each table has a builder ``(args) -> (frame, sidecar extras)``; `ddubench table NAME` looks it up in
+``TABLE_BUILDERS``, so a new table is one function and one entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+from ..device import resolve_device
+from ..errors import DdubenchError
+from ._shared import Commands, set_threads, write_table
+
+TableBuilder = Callable[[argparse.Namespace], tuple[object, dict]]
+
+
+def _require(args: argparse.Namespace, *what: tuple[str, str]) -> None:
+    """Stop with one line naming every missing option (dest, what it is) of table ``args.name``."""
+    missing = [f"--{dest} ({meaning})" for dest, meaning in what if not getattr(args, dest)]
+    if missing:
+        raise DdubenchError(f"{args.name} needs {' and '.join(missing)}")
+
+
+def _analysis_table(args: argparse.Namespace) -> tuple[object, dict]:
+    """Journal Tables 4 and 5 (from the modules) and Fig. 7 (measured on --device, sweep from --config)."""
+    from ..config import load_config
+    from ..report import rf_memory
+
+    if args.name == "table4":
+        return rf_memory.table4(), {"method": rf_memory.TABLE4_METHOD}
+    if args.name == "table5":
+        return rf_memory.table5(), {"method": rf_memory.TABLE5_METHOD}
+    _require(args, ("config", "the configuration whose fig7.resolutions are measured"))
+    set_threads(args.threads)
+    sweep = load_config(args.config)["fig7"]
+    device = resolve_device(args.device or sweep["device"])
+    frame, method = rf_memory.fig7_memory(sweep["resolutions"], device, sweep["max_memory_mb"])
+    return frame, {"method": f"measured: {method}; predicted: ddubench.analysis.memory_model",
+                   "extra": {"setup": rf_memory.FIG7_SETUP}}
+
+
+def _deepglobe_table(args: argparse.Namespace) -> tuple[object, dict]:
+    """Journal Tables 3 (class pixels of --data), 9 (modules), 6 (--config) and Fig. 13 (--evals, --config)."""
+    from pathlib import Path
+
+    from ..config import load_config
+    from ..io import read_json
+    from ..report import deepglobe_tables
+
+    if args.name == "table9":
+        return deepglobe_tables.table9(), {"method": "parameters counted on the ddubench ResNet DDU-Net modules "
+                                           "(torch numel, BN buffers excluded); feature-map sizes from a shape-only "
+                                           "(meta-device) forward pass of one 256x256 subimage"}
+    if args.name == "table3":
+        _require(args, ("data", "the prepared DeepGlobe folder with manifest.json"))
+        return deepglobe_tables.table3(args.data), {"inputs": [str(Path(args.data) / "manifest.json")],
+                                                    "extra": {"data": deepglobe_tables.data_record(args.data)}}
+    _require(args, ("config", "the run's config"))
+    config = load_config(args.config)
+    if args.name == "table6":
+        return deepglobe_tables.table6(config["deepglobe"]), {}
+    _require(args, ("evals", "the Fig. 13 grid's eval JSON files"))
+    records = [read_json(path) for path in args.evals]
+    return deepglobe_tables.fig13_table(records, config), {
+        "inputs": list(args.evals), "method": "mIoU over the six land-cover classes (unknown excluded) from "
+                                              "each evaluation's confusion matrix; mean and std (n - 1) over seeds"}
+
+
+def _baseline_table(args: argparse.Namespace) -> tuple[object, dict]:
+    """Journal Tables 1 and 2 from the patching/downsampling runs' train.json and eval_<split>.json records."""
+    from ..config import load_config
+    from ..report import baseline_tables
+
+    _require(args, ("evals", "the train.json and eval_<split>.json records of its runs"), ("config", "the run's config"))
+    config = load_config(args.config)
+    splits = baseline_tables.needed_splits(config["deepglobe"]["training"]["select_on"])
+    frame = baseline_tables.baseline_table(args.name, baseline_tables.read_runs(args.evals, splits), config)
+    return frame, {"inputs": list(args.evals), "method": "mIoU over the six land-cover classes (unknown excluded) "
+                                                         "from each evaluation record's confusion matrix"}
+
+
+def _table7(args: argparse.Namespace) -> tuple[object, dict]:
+    """Journal Table 7 from the measurement JSONs (one per row, named <row>.json) and test evaluations."""
+    from pathlib import Path
+
+    from ..config import load_config
+    from ..io import read_json
+    from ..report.table7 import table7
+
+    _require(args, ("config", "its table7.rows"),
+             ("evals", "the rows' measurement JSONs, results/<run>/table7/<row>.json"))
+    cfg = load_config(args.config)["table7"]
+    measured = {Path(path).stem: read_json(path)["records"] for path in args.evals}
+    missing = [row["id"] for row in cfg["rows"] if row["id"] not in measured]
+    if missing:
+        raise DdubenchError(f"table7: no measurement JSON for rows {', '.join(missing)}; pass "
+                            "results/<run>/table7/<row>.json for every row of the config")
+    scores = [read_json(path) for path in args.scores or []]
+    first = next(iter(measured.values()))[0]
+    setting = (f"ours: random weights, batch 1, {cfg['resolution']}x{cfg['resolution']} image, inference mode, "
+               f"{cfg['threads']} torch threads per device on {first['device']}, mean and std of {cfg['repeats']} "
+               f"passes after {cfg['warmup']} warm-up; paper: V100S GPUs (CUDA allocator)")
+    frame = table7(cfg["rows"], measured, scores, cfg["miou_reason"], setting)
+    return frame, {"inputs": list(args.evals) + list(args.scores or []), "method": first["memory_method"]}
+
+
+def _table8(args: argparse.Namespace) -> tuple[object, dict]:  # noqa: ARG001
+    """Journal Table 8: parameter counts of the synthetic models, from the modules."""
+    from ..report import tables
+
+    return tables.table8(), {"method": "parameters counted on the ddubench modules (torch numel, BN buffers excluded)"}
+
+
+def _table10(args: argparse.Namespace) -> tuple[object, dict]:
+    """Journal Table 10: the hyperparameters of --config."""
+    from ..config import load_config
+    from ..report import tables
+
+    _require(args, ("config", "the configuration whose hyperparameters are reported"))
+    return tables.table10(load_config(args.config)), {}
+
+
+def _protocol(args: argparse.Namespace) -> tuple[object, dict]:
+    """The protocol study from its models' test and validation evaluations (and ceilings)."""
+    from ..config import load_config
+    from ..io import read_json
+    from ..report.protocol import protocol_table
+
+    _require(args, ("evals", "every study model's eval_k<k>.json and eval_val.json"),
+             ("config", "the run's config with its protocol_study section"))
+    ceilings = {str(path): read_json(path)["iou_line_ceiling"] for path in args.ceilings or []}
+    frame = protocol_table(load_config(args.config), {str(path): read_json(path) for path in args.evals}, ceilings)
+    return frame, {"inputs": list(args.evals) + list(args.ceilings or []),
+                   "method": "line IoU from one confusion matrix per split (test, val), per-image mean on test, and "
+                             "per distance bin between the circle centres"}
+
+
+def _throughput(args: argparse.Namespace) -> tuple[object, dict]:
+    """Training-step time per model from `ddubench measure step-time` records."""
+    from ..io import read_json
+    from ..report.throughput import throughput_table
+
+    _require(args, ("evals", "the JSON files written by `ddubench measure step-time`"))
+    frame = throughput_table([read_json(path) for path in args.evals])
+    return frame, {"inputs": list(args.evals), "method": "time.perf_counter around one training step"}
+
+
+def _scaling(args: argparse.Namespace) -> tuple[object, dict]:
+    """Per-rank memory and time over rank counts from `ddubench scaling` records."""
+    from ..io import read_json
+    from ..report.scaling import scaling_table
+
+    _require(args, ("evals", "the JSON files written by `ddubench scaling`"))
+    records = [r for path in args.evals for r in read_json(path)["records"]]
+    return scaling_table(records), {"inputs": list(args.evals), "method": records[0]["memory_method"]}
+
+
+def _synthetic_grid(args: argparse.Namespace) -> tuple[object, dict]:
+    """Journal Figs. 9 and 11 (line IoU per model and k, with ceilings) and Fig. 10 (depths) from evaluations."""
+    from ..config import load_config
+    from ..io import read_json
+    from ..report import paper, tables
+
+    _require(args, ("evals", "the evaluation JSON files"), ("config", "the run's config"))
+    records = [read_json(path) for path in args.evals]
+    note = tables.scale_note(load_config(args.config))
+    if args.name == "fig10":
+        frame = tables.depth_table(records, note)
+    else:
+        reference = paper.FIG9_LINE_IOU if args.name == "fig9" else paper.FIG11_LINE_IOU
+        ceilings = {(c["spec"], c["k"]): c["iou_line_ceiling"] for c in map(read_json, args.ceilings or [])}
+        frame = tables.line_iou_grid(records, reference, depth=paper.FIG9_DEPTH, note=note, ceilings=ceilings)
+    return frame, {"inputs": list(args.evals) + list(args.ceilings or [])}
+
+
+TABLE_BUILDERS: dict[str, TableBuilder] = {
+    "table1": _baseline_table, "table2": _baseline_table, "table3": _deepglobe_table, "table4": _analysis_table,
+    "table5": _analysis_table, "table6": _deepglobe_table, "table7": _table7, "table8": _table8,
+    "table9": _deepglobe_table, "table10": _table10, "fig7": _analysis_table, "fig9": _synthetic_grid,
+    "fig10": _synthetic_grid, "fig11": _synthetic_grid, "fig13": _deepglobe_table, "protocol": _protocol,
+    "scaling": _scaling, "throughput": _throughput,
+}
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    from ..provenance import utc_now
+
+    started, clock = utc_now(), time.perf_counter()
+    frame, extra = TABLE_BUILDERS[args.name](args)
+    write_table(frame, args.out, args.config, started, clock, **extra)
+
+
+# figure name -> (module of ddubench.report, drawing function(csv, out)); fig9/fig11 are the heatmaps below
+FIGURE_DRAWERS = {
+    "fig7": ("rf_memory", "fig7_figure"),
+    "scaling": ("scaling", "scaling_figure"),
+    "protocol": ("protocol", "protocol_bars"),
+    "protocol_distance": ("protocol", "protocol_distance"),
+    "fig13": ("deepglobe_figures", "fig13_figure"),
+}
+HEATMAP_TITLES = {
+    "fig9": ("Journal Fig. 9: line-class IoU, trained and tested on k subimages", "k (subimages)"),
+    "fig11": ("Journal Fig. 11: line-class IoU on the 6-subimage test set", "k trained on"),
+}
+
+
+def cmd_figure(args: argparse.Namespace) -> None:
+    import importlib
+
+    from ..report.figures import line_iou_heatmaps
+
+    if args.name in FIGURE_DRAWERS:
+        module, function = FIGURE_DRAWERS[args.name]
+        getattr(importlib.import_module(f"ddubench.report.{module}"), function)(args.csv, args.out)
+    else:
+        line_iou_heatmaps(args.csv, args.out, *HEATMAP_TITLES[args.name])
+    print(f"wrote {args.out}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from ..report.compare import markdown
+
+    for csv in args.csvs:
+        print(markdown(csv))
+        print()
+
+
+def register(commands: Commands) -> None:
+    """table, figure, compare."""
+    p = commands.add("table", cmd_table, "Build a results table CSV (+ .meta.json provenance sidecar).",
+                     outputs=("out",))
+    p.add_argument("name", choices=sorted(TABLE_BUILDERS, key=lambda name: (name.rstrip("0123456789"), len(name), name)),
+                   help="which table: journal table<N>, fig<N> data, or one of ours (scaling, throughput, protocol)")
+    p.add_argument("--data", help="prepared DeepGlobe folder with manifest.json (table3)")
+    p.add_argument("--out", required=True, help="CSV to write (the sidecar goes beside it)")
+    p.add_argument("--config", help="configuration file the table belongs to (recorded in the sidecar)")
+    p.add_argument("--evals", nargs="*", help="evaluation JSON files (fig9, fig10, fig11; table1/table2: "
+                   "train.json, eval_train.json, eval_test.json of every run)")
+    p.add_argument("--scores", nargs="*", help="table7: test evaluation JSONs of the rows' trained models")
+    p.add_argument("--ceilings", nargs="*", help="fig9, fig11, protocol: receptive-field ceiling JSONs (`ddubench "
+                   "ceiling`) of the models' classes on their test data (column iou_line_ceiling)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads for measurements (fig7)")
+    p.add_argument("--device", help="device fig7 measures (cpu, cuda, cuda:N, auto; default: the config's fig7.device)")
+
+    p = commands.add("figure", cmd_figure, "Draw a figure PDF from its results CSV.", outputs=("out",))
+    p.add_argument("name", choices=[*HEATMAP_TITLES, *FIGURE_DRAWERS], help="which figure")
+    p.add_argument("--csv", required=True, help="results CSV the figure is drawn from")
+    p.add_argument("--out", required=True, help="figure PDF to write")
+
+    p = commands.add("compare", cmd_compare, "Compare a Fig. 9/11 results CSV with the paper (Markdown summary).")
+    p.add_argument("csvs", nargs="+", help="e.g. results/fig9_heatmap.csv results/fig11_generalization.csv")
