@@ -297,6 +297,7 @@ FIGURES += DEEPGLOBE_OUTPUTS[1:]
 TABLES += ["table1", "table2"]  # journal Tables 1, 2: random patching, downsampling (deepglobe_baselines.smk)
 TABLES += ["table7"]  # journal Table 7: DDU-Net vs GLNet, FCtL and the other baselines (table7.smk)
 TABLES += ["cnn_dnn_classification"]  # CNN-DNN papers' Tables 1-2 shape (cnn_dnn.smk)
+TABLES += ["thesis_table6_4", "thesis_table6_5", "thesis_table7_5", "thesis_table7_6"]  # thesis, exact (thesis.smk)
 
 
 def run_outputs(run):

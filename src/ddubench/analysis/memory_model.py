@@ -21,6 +21,9 @@ DDU-Net is modelled per device, one subimage per device, as the distributed runt
 subimage's encoder and decoder and, after the all-gather, the coarse network on the stitched maps of all
 subimages; these are the steps of :func:`ddubench.measure.memory.ddunet_rank_forward` (C = N: the coarse
 network on the rank's own maps).
+
+:func:`summary_pass_bytes` is torch-summary's "forward/backward pass size" (thesis Table 7.5) over the same
+meta-device forward.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from torch import nn
 
 from ..errors import DdubenchError
 from ..measure.memory import ddunet_rank_forward
-from ..models.blocks import Up
+from ..models.blocks import DoubleConv, Down, Up
+from ..models.coarse import CoarseNetwork
 from ..models.ddunet import DDUNet
 from ..models.unet import UNet
 
@@ -321,3 +325,24 @@ def memory_model(model: nn.Module, image_size: tuple[int, int], grid: tuple[int,
     classes = model.head.out_channels
     blocks.append(BlockMemory("labels", image_size[1], classes, classes, 0, 0, pixels, pixels * INDEX_BYTES))
     return MemoryModel(blocks, model_bytes(model))
+
+
+# Blocks the thesis code wraps in their own nn.Module, so torch-summary hooks them as well as their layers.
+SUMMARY_BLOCKS: tuple[type[nn.Module], ...] = (DoubleConv, Down, Up, CoarseNetwork)
+
+
+def summary_pass_bytes(model: UNet | DDUNet, image_size: tuple[int, int], grid: tuple[int, int] = (1, 1)) -> int:
+    """torch-summary's "Forward/backward pass size" of one device's forward (thesis Table 7.5), in bytes.
+
+    torch-summary sums the output of every module it hooks, doubles it for the gradients and counts 4 bytes
+    a value. Over the thesis code's module tree that is every layer plus every DoubleConv, Down, Up, coarse
+    network and the 1x1 head again (the thesis wraps it in an OutConv block); our modules have the same
+    layers and blocks, so this counts the same outputs. Shapes as in :func:`memory_model`.
+    """
+    shapes = _trace(model, image_size, grid)
+    values = math.prod(shapes.outputs["head"][0])
+    for name, module in model.named_modules():
+        hooked = next(module.children(), None) is None or isinstance(module, SUMMARY_BLOCKS)
+        if name and hooked and name in shapes.outputs:
+            values += math.prod(shapes.outputs[name][0])
+    return 2 * values * FLOAT_BYTES

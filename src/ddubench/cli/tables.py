@@ -176,12 +176,21 @@ def _synthetic_grid(args: argparse.Namespace) -> tuple[object, dict]:
     return frame, {"inputs": list(args.evals) + list(args.ceilings or [])}
 
 
+def _thesis_exact(args: argparse.Namespace) -> tuple[object, dict]:
+    """Thesis Tables 6.4, 6.5, 7.5 and 7.6: from the modules and the memory model, no data or training."""
+    from ..report.thesis_tables import THESIS_TABLES
+
+    builder, method = THESIS_TABLES[args.name]
+    return builder(), {"method": method}
+
+
+THESIS_EXACT_TABLES = ("thesis_table6_4", "thesis_table6_5", "thesis_table7_5", "thesis_table7_6")
 TABLE_BUILDERS: dict[str, TableBuilder] = {
     "table1": _baseline_table, "table2": _baseline_table, "table3": _deepglobe_table, "table4": _analysis_table,
     "table5": _analysis_table, "table6": _deepglobe_table, "table7": _table7, "table8": _table8,
     "table9": _deepglobe_table, "table10": _table10, "fig7": _analysis_table, "fig9": _synthetic_grid,
     "fig10": _synthetic_grid, "fig11": _synthetic_grid, "fig13": _deepglobe_table, "protocol": _protocol,
-    "scaling": _scaling, "throughput": _throughput,
+    "scaling": _scaling, "throughput": _throughput, **dict.fromkeys(THESIS_EXACT_TABLES, _thesis_exact),
 }
 
 
@@ -233,7 +242,8 @@ def register(commands: Commands) -> None:
     p = commands.add("table", cmd_table, "Build a results table CSV (+ .meta.json provenance sidecar).",
                      outputs=("out",))
     p.add_argument("name", choices=sorted(TABLE_BUILDERS, key=lambda name: (name.rstrip("0123456789"), len(name), name)),
-                   help="which table: journal table<N>, fig<N> data, or one of ours (scaling, throughput, protocol)")
+                   help="which table: journal table<N>, fig<N> data, thesis_table<chapter>_<N>, or one of ours "
+                        "(scaling, throughput, protocol)")
     p.add_argument("--data", help="prepared DeepGlobe folder with manifest.json (table3)")
     p.add_argument("--out", required=True, help="CSV to write (the sidecar goes beside it)")
     p.add_argument("--config", help="configuration file the table belongs to (recorded in the sidecar)")

@@ -1,4 +1,5 @@
-"""Numbers published in the DDU-Net journal paper (IEEE Access 13, 2025) that our tables sit beside.
+"""Numbers published in the DDU-Net journal paper (IEEE Access 13, 2025) and in the thesis behind it (Verburg,
+TU Delft, 2024; names ``THESIS_*``) that our tables sit beside.
 
 Only values printed in the paper live here; each table builder puts them in ``*_paper`` columns and
 never in ``*_ours``. Errata are noted where the paper's own code or arithmetic contradicts it.
@@ -82,3 +83,61 @@ TABLE9_ERRATA = {
 }
 # Journal Table 7: total parameters of the DDU-Net with F = 256 as printed (rounded): "9.7M" and "44M".
 TABLE7_RESNET_TOTAL_PARAMS = {18: 9_700_000, 50: 44_000_000}
+
+# Thesis Table 6.4: parameters of a 3-layer communication network with C_in = C_out = C maps of S x S px:
+# CNN of 5x5 convs with bias and no BatchNorm (the same for every S), and fully connected, per (C, S).
+THESIS_TABLE6_4_CNN_PARAMS = {1: 78, 2: 306, 4: 1212, 8: 4824}
+THESIS_TABLE6_4_FC_PARAMS = {
+    (1, 2): 60, (1, 4): 816, (1, 8): 12480,
+    (2, 2): 216, (2, 4): 3168, (2, 8): 49536,
+    (4, 2): 816, (4, 4): 12480, (4, 8): 197376,
+    (8, 2): 3168, (8, 4): 49436, (8, 8): 787968,
+}
+THESIS_TABLE6_4_ERRATA = {
+    (8, 4): "thesis erratum: 49,436 is printed; its Eq. (6.4) gives 3 x (8^2 x 4^4 + 8 x 4^2) = 49,536, the value "
+            "it prints for C = 2 on 8x8, which has the same C S^2 = 128",
+}
+
+# Thesis Table 6.5: training memory of U-Net(4) with base width 64 and the coarse network (F = 256, 5x5, 4
+# subdomains) on a 1024x1024 RGB image, 3 classes, Adam. block -> (size px, in channels, out channels,
+# feature-map values in millions, feature-map MB, weights, weights MB) as printed (None: "-").
+THESIS_TABLE6_5: dict[str, tuple[int | None, int | None, int | None, float | None, float | None, int | None,
+                                 float | None]] = {
+    "input": (1024, 3, 3, 3.2, 12.0, None, None),
+    "input block": (1024, 3, 64, 268, 1024.0, 38848, 0.148),
+    "encoder block 1": (512, 64, 128, 167, 704.0, 221696, 0.846),
+    "encoder block 2": (256, 128, 256, 84, 352.0, 885760, 3.379),
+    "encoder block 3": (128, 256, 512, 42, 176.0, 3540992, 13.508),
+    "encoder block 4": (64, 512, 1024, 21, 88.0, 14159872, 54.016),
+    "communication network": (64, 256, 1024, 30, 116.0, 4917504, 18.750),
+    "decoder block 1": (64, 1024, 512, 50, 192.0, 9177088, 35.008),
+    "decoder block 2": (128, 512, 256, 101, 384.0, 2294784, 8.754),
+    "decoder block 3": (256, 256, 128, 201, 768.0, 573952, 2.189),
+    "decoder block 4": (512, 128, 64, 402, 1536.0, 143616, 0.548),
+    "output block": (1024, 64, 3, 3.1, 12.0, 195, 0.001),
+    "labels": (1024, 3, 3, 1.0, 8.0, None, None),
+}
+# Thesis Table 6.5, Adam state rows: part -> (values, MB) as printed.
+THESIS_TABLE6_5_OPTIMIZER = {"encoder": (37694336, 143.792), "decoder": (24379270, 93.000), "comm.": (9835008, 18.759)}
+THESIS_TABLE6_5_ERRATA = {
+    "communication network": "thesis erratum: the weights' MB is printed 18,750 (read 18.750); 4,917,504 x 4 B = "
+                             "18.759 MB. The out-channel column prints 1,024 (the bottleneck width); the network "
+                             "outputs its F = 256 maps, which replace the last 256 of the 1,024",
+    "comm.": "thesis erratum: 18.759 MB is the weights' size (4,917,504 x 4 B); the 9,835,008 Adam values printed "
+             "beside it are 37.518 MB",
+}
+
+# Thesis Table 7.5: per-device memory from torch-summary for a 512x512 RGB input: the U-Net (one device) and
+# "our approach split on N GPUs". Parameters as printed; MB as (a, b) for a / N + b.
+THESIS_TABLE7_5_PARAMS = {"U-Net": 1927042, "DDU-Net": 1954978}
+THESIS_TABLE7_5_MB: dict[str, dict[str, tuple[float, float]]] = {
+    "U-Net": {"input": (3.00, 0.0), "fwd_bwd": (2404.00, 0.0), "params": (0.0, 7.35), "total": (2414.0, 0.0)},
+    "DDU-Net": {"input": (3.00, 0.0), "fwd_bwd": (2404.0, 4.25), "params": (0.0, 7.5), "total": (2407.0, 11.75)},
+}
+
+# Thesis Table 7.6 (Inria, 128x128 subdomains): module -> (channel distribution, bottleneck, kernel, parameters).
+THESIS_TABLE7_6 = {
+    "down-sampling path": ("3-32-64-128", "16x16", "3x3", 1163008),
+    "up-sampling path": ("128-64-32-2", "16x16", "3x3", 753760),
+    "communication network": ("64-64-64-64", None, "3x3", 111168),
+}
