@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-cluster gpu-check
+.PHONY: run test test-cluster test-browser report report-published gpu-check
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,23 @@ test: $(STAMP)
 # installs Debian's slurmctld, slurmd and munge when absent, starts and stops the daemons; skips otherwise.
 test-cluster: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -m slurm
+
+# The smoke run's report in headless Chromium (tests marked `browser`): as root it installs Debian's chromium
+# when absent; skips otherwise. It reuses the smoke outputs of `make run` when they exist (else runs them).
+test-browser: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -m browser
+
+# Snakemake's report of the smoke run (report.html): whatever smoke output is missing is made first (as by
+# `make run`) and the caption texts are always rewritten (their code is not a rule input Snakemake tracks).
+report: $(STAMP)
+	$(VENV)/bin/snakemake --forcerun captions
+	$(VENV)/bin/snakemake --report report.html
+
+# The report of the published CPU run (results/report.html) from the committed records: only the caption
+# texts are written (--allowed-rules captions), so nothing is retrained or rebuilt, even on a fresh clone.
+report-published: $(STAMP)
+	$(VENV)/bin/snakemake results/cpu/captions --configfile config/cpu.yaml --allowed-rules captions --forcerun captions
+	$(VENV)/bin/snakemake --configfile config/cpu.yaml --report results/report.html
 
 # GPU acceptance check (README "GPU"): runs with the Python and PyTorch already on the machine, no venv, no
 # downloads (`make gpu-check PYTHON=/path/to/python`; default: this venv's Python when it exists). Without a

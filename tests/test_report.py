@@ -119,3 +119,24 @@ def test_caption_headline_is_computed_from_the_paper_and_ours_columns(tmp_path: 
     assert text.startswith("**Journal Fig. 9** (``fig9_heatmap``). The paper shows line-class IoU")
     assert "run ``cpu`` from ``config/cpu.yaml``: reduced scale. Seeds: 0, 1. Device: AMD EPYC (2 cores)." in text
     assert "Commit ``abcdef0123``" in text and ".. csv-table::" in text and ":header-rows: 1" in text
+
+
+def test_caption_renders_its_table_as_the_report_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Snakemake renders workflow/report/<name>.rst, which includes results/<run>/captions/<name>.rst, from the
+    repository root with docutils: the caption's table is read relative to the caption file, and the
+    comparison's `|ours - paper|` is text, not a substitution."""
+    from docutils.core import publish_parts
+
+    from ddubench.io import write_json
+    from ddubench.report.captions import write_caption
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results/cpu").mkdir(parents=True)
+    pd.DataFrame({"k": [2, 3], "params_paper": [10, 20], "params_ours": [10, 21]}).to_csv("results/cpu/t.csv",
+                                                                                           index=False)
+    write_json("results/cpu/t.meta.json", {"config": {"run": "cpu", "description": "a_b *c*"}})
+    write_caption("t", "results/cpu/t.csv", "results/cpu/t.meta.json", "results/cpu/captions/t.rst")
+    body = publish_parts(".. include:: results/cpu/captions/t.rst\n", writer="html")["body"]
+    assert "problematic" not in body and "system-message" not in body
+    assert "largest |ours - paper| 1 (5%)" in body and "a_b *c*" in body
+    assert body.count("<tr>") == 3 and "<th class=\"head\">params_ours</th>" in body and "<td>21</td>" in body

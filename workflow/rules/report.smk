@@ -1,6 +1,6 @@
 """The Snakemake report (`snakemake --report report.html`): every table and figure of the run, grouped by
 paper section, each captioned with what the paper shows, how ours was produced and the comparison with
-the paper (text written by rule `caption` from the table and its sidecar; ddubench.report.captions)."""
+the paper (text written by rule `captions` from the table and its sidecar; ddubench.report.captions)."""
 
 from ddubench.report import captions
 

@@ -6,7 +6,7 @@ THESIS_EXACT = ["thesis_table6_4", "thesis_table6_5", "thesis_table7_5", "thesis
 
 rule thesis_exact_table:
     output:
-        "results/{run}/{name}.csv",
+        report_table("results/{run}/{name}.csv"),
         "results/{run}/{name}.meta.json",
     wildcard_constraints:
         name="|".join(THESIS_EXACT),

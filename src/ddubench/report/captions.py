@@ -1,12 +1,14 @@
 """Report captions: what the paper shows, how our result was produced, and the headline comparison.
 
 ``snakemake --report`` shows every table and figure of a run with a caption; the caption's text comes from
-here, written by the workflow's ``caption`` rule from the table and its provenance sidecar, so the
+here, written by the workflow's ``captions`` rule from the table and its provenance sidecar, so the
 comparison sentence is computed from the data that is shown.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,8 @@ from ..io import read_json, write_atomic
 
 SYNTHETIC, DEEPGLOBE, ANALYSIS = "Journal synthetic experiments", "DeepGlobe", "Analysis (no training)"
 BASELINES, SCALING, OTHER = "Baselines and Table 7", "Scaling and throughput", "Other"
-SECTIONS = (SYNTHETIC, DEEPGLOBE, ANALYSIS, BASELINES, SCALING, OTHER)
+THESIS = "Thesis (seed 001)"
+SECTIONS = (SYNTHETIC, DEEPGLOBE, ANALYSIS, BASELINES, SCALING, THESIS, OTHER)
 
 # table or figure name -> (report section, paper item, what the paper shows)
 ITEMS: dict[str, tuple[str, str, str]] = {
@@ -59,6 +62,14 @@ ITEMS: dict[str, tuple[str, str, str]] = {
                      "per-GPU peak memory and time, is ours"),
     "train_throughput": (SCALING, "ours", "no training speeds; ours are beside the authors' code timed on this "
                          "machine kind"),
+    "thesis_table6_4": (THESIS, "Thesis Table 6.4", "parameters of the CNN and of the fully connected communication "
+                        "networks for 1-8 feature maps on 2x2, 4x4 and 8x8 grids"),
+    "thesis_table6_5": (THESIS, "Thesis Table 6.5", "memory per block of the wide U-Net (widths 64-1024) with an "
+                        "F = 256 communication network"),
+    "thesis_table7_5": (THESIS, "Thesis Table 7.5", "parameters and memory per device of the Inria U-Net and DDU-Net "
+                        "over N = 1, 2, 4 devices"),
+    "thesis_table7_6": (THESIS, "Thesis Table 7.6", "parameters of the Inria model's down-sampling path, up-sampling "
+                        "path and communication network"),
 }
 
 
@@ -107,6 +118,11 @@ def headline(frame: pd.DataFrame) -> str:
     return f"{len(frame)} rows of ours; the paper gives no value to put beside them."
 
 
+def _rst_text(text: str) -> str:
+    """``text`` as literal reStructuredText: inline-markup characters (``|x|`` is a substitution) escaped."""
+    return re.sub(r"([\\*`|_])", r"\\\1", text)
+
+
 def _device(record: dict[str, Any]) -> str:
     device = record.get("device") or {}
     gpus = device.get("gpus") or []
@@ -115,8 +131,11 @@ def _device(record: dict[str, Any]) -> str:
     return where + (f", {world} ranks" if world > 1 else "")
 
 
-def caption(name: str, csv: str | Path, sidecar: str | Path) -> str:
-    """The caption (reStructuredText) of one table: paper item, how ours was produced, comparison, the table."""
+def caption(name: str, csv: str | Path, sidecar: str | Path, folder: str | Path = ".") -> str:
+    """The caption (reStructuredText) of one table: paper item, how ours was produced, comparison, the table.
+
+    ``folder`` is where the caption file lives: docutils reads the table's ``:file:`` relative to it.
+    """
     _, paper_item, shows = item(name)
     frame = pd.read_csv(csv)
     record = read_json(sidecar)
@@ -128,13 +147,13 @@ def caption(name: str, csv: str | Path, sidecar: str | Path) -> str:
         f"**{paper_item}** (``{name}``). The paper shows {shows}.",
         "",
         f"**Ours**: run ``{config.get('run', '?')}`` from ``{record.get('config_file') or 'no config file'}``: "
-        f"{scale} Seeds: {seeds}. Device: {_device(record)}. Commit ``{commit[:10]}``; the command and "
-        f"every setting are in ``{Path(sidecar).as_posix()}``.",
+        f"{_rst_text(scale)} Seeds: {seeds}. Device: {_rst_text(_device(record))}. Commit ``{commit[:10]}``; the "
+        f"command and every setting are in ``{Path(sidecar).as_posix()}``.",
         "",
-        f"**Comparison**: {headline(frame)}",
+        f"**Comparison**: {_rst_text(headline(frame))}",
         "",
         ".. csv-table::",
-        f"   :file: {Path(csv).as_posix()}",
+        f"   :file: {Path(os.path.relpath(csv, folder)).as_posix()}",
         "   :header-rows: 1",
         "",
     ])
@@ -142,5 +161,5 @@ def caption(name: str, csv: str | Path, sidecar: str | Path) -> str:
 
 def write_caption(name: str, csv: str | Path, sidecar: str | Path, out: str | Path) -> Path:
     """Write the caption of ``name`` to ``out`` (included by the report's caption file)."""
-    text = caption(name, csv, sidecar)
+    text = caption(name, csv, sidecar, Path(out).parent)
     return write_atomic(out, lambda tmp: tmp.write_text(text))
