@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -65,3 +66,98 @@ def test_grid_csv_is_the_mean_of_its_committed_evaluations(name: str, test_k: in
         assert row.iou_line_ours == pytest.approx(line.mean(), abs=1e-12)
         assert (pd.isna(row.iou_line_ours_std) and len(seeds) == 1) or row.iou_line_ours_std == pytest.approx(
             line.std(), abs=1e-12)
+
+
+# The config keys (dotted prefixes of config/cpu.yaml) each published table or figure depends on. Launch settings
+# (how many ranks, ranks per node) are left out: the runtime is tested to give the same results on any number.
+# None: made from data files and checkpoints alone, whose own records carry the config (the sidecar has none).
+_DEEPGLOBE_DATA = ["deepglobe.root", "deepglobe.fake", "deepglobe.split", "deepglobe.crop", "deepglobe.subimage"]
+_SYNTHETIC = ["synthetic", "training", "seeds", "fewer_seeds"]
+CONFIG_KEYS: dict[str, list[str] | None] = {
+    "table1": [*_DEEPGLOBE_DATA, "deepglobe.training", "deepglobe_baselines"],
+    "table2": [*_DEEPGLOBE_DATA, "deepglobe.training", "deepglobe_baselines"],
+    "table3": _DEEPGLOBE_DATA,
+    "table4": [], "table5": [], "table8": [], "table9": [],
+    "table6": ["deepglobe.training"],
+    "table7": ["table7"],
+    "table10": ["synthetic", "training"],
+    "fig9_heatmap": [*_SYNTHETIC, "fig9", "ceiling"],
+    "fig11_generalization": [*_SYNTHETIC, "fig9", "fig11", "ceiling"],
+    "fig10_depth": [*_SYNTHETIC, "fig10"],
+    "fig13_deepglobe": [*_DEEPGLOBE_DATA, "deepglobe.training", "deepglobe.fig13"],
+    "fig7_memory": ["fig7"],
+    "scaling_cpu": ["scaling"],
+    "train_throughput": ["throughput"],
+    "cnn_dnn_classification": ["cnn_dnn"],
+    "thesis_table6_4": [], "thesis_table6_5": [], "thesis_table7_5": [], "thesis_table7_6": [],
+    "fig5_synthetic_examples": None, "fig6_deepglobe_examples": None, "fig8_predictions": None,
+    "fig10_predictions": None, "fig14_predictions": None, "fig15_errors": None,
+}
+_LAUNCH_KEYS = {"ranks", "model_ranks", "ranks_per_node"}
+
+
+def _flatten(config: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_differences(recorded: dict, current: dict, keys: list[str]) -> list[str]:
+    """The dotted keys under ``keys`` where the recorded config and the current one differ (launch keys aside)."""
+    recorded, current = _flatten(recorded), _flatten(current)
+    return sorted(
+        key for key in set(recorded) | set(current)
+        if key.rsplit(".", 1)[-1] not in _LAUNCH_KEYS
+        and any(key == prefix or key.startswith(prefix + ".") for prefix in keys)
+        and recorded.get(key) != current.get(key)
+    )
+
+
+def test_config_differences_on_hand_made_configs() -> None:
+    recorded = {"fig7": {"resolutions": [32, 64]}, "scaling": {"ranks": [1, 2], "ranks_per_node": 8}}
+    current = {"fig7": {"resolutions": [32, 64, 128]}, "scaling": {"ranks": [1, 2, 4]}, "seeds": [0, 1]}
+    assert config_differences(recorded, current, ["fig7"]) == ["fig7.resolutions"]
+    assert config_differences(recorded, current, ["scaling"]) == []  # ranks only say how it was launched
+    assert config_differences(recorded, current, ["seeds"]) == ["seeds"]
+    assert config_differences(recorded, current, ["fig7.res"]) == []  # a prefix is a whole key, not a string
+
+
+@pytest.mark.parametrize("csv", PUBLISHED, ids=lambda p: p.name)
+def test_committed_sidecar_describes_the_committed_config(csv: Path) -> None:
+    """A published table's sidecar records the config file committed beside it, in every key the table uses."""
+    from ddubench.config import load_config
+
+    assert csv.stem in CONFIG_KEYS, f"{csv.name}: say which config keys it depends on (CONFIG_KEYS)"
+    sidecar = json.loads(csv.with_name(csv.stem + ".meta.json").read_text())
+    if CONFIG_KEYS[csv.stem] is None:
+        assert sidecar["config"] is None and sidecar["inputs"], f"{csv.name}: made from its inputs alone"
+        return
+    if not CONFIG_KEYS[csv.stem]:
+        return
+    assert sidecar.get("config_file") == "config/cpu.yaml", f"{csv.name}: made from {sidecar.get('config_file')}"
+    differences = config_differences(sidecar["config"], load_config(REPO / "config" / "cpu.yaml"),
+                                     CONFIG_KEYS[csv.stem])
+    assert not differences, f"{csv.name} was made with another config/cpu.yaml: {differences}; rebuild it"
+
+
+def _absolute_paths(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [path for item in value.values() for path in _absolute_paths(item)]
+    if isinstance(value, list):
+        return [path for item in value for path in _absolute_paths(item)]
+    if isinstance(value, str):
+        return [word for word in value.split() if word.startswith(("/", "'/", '"/')) and "/" in word[2:]]
+    return []
+
+
+def test_committed_records_hold_no_absolute_paths() -> None:
+    """Sidecars and run records name files relative to the repository, never the machine that made them."""
+    tracked = subprocess.run(["git", "ls-files", "*.json"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split()
+    offenders = {name: paths for name in tracked
+                 if (paths := _absolute_paths(json.loads((REPO / name).read_text())))}
+    assert tracked and not offenders, f"{len(offenders)} records with absolute paths, e.g. {next(iter(offenders.items()))}"
