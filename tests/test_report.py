@@ -67,6 +67,21 @@ def test_throughput_table_compares_with_the_authors_code_anchor() -> None:
     assert pd.isna(table.loc["ddunet_D3_F8_CY", "speedup_vs_authors_code"])
 
 
+def test_throughput_table_compares_with_the_authors_scheme_of_the_same_run() -> None:
+    from ddubench.report.throughput import throughput_table
+
+    ours = {"spec": "ddunet_D3_F16_CY", "label": "DDU-Net(3,16,Y)", "k": 6, "batch_size": 16, "threads": 2,
+            "params": 49823, "step_time_median_s": 0.05, "step_time_q1_s": 0.04, "step_time_q3_s": 0.06,
+            "images_per_s": 320.0, "repeats": 20, "warmup": 3, "mode": "compiled"}
+    scheme = {**ours, "mode": "authors_scheme", "step_time_median_s": 0.2}
+    unet = {**ours, "spec": "unet_D3", "label": "U-Net(3)"}
+    table = throughput_table([ours, scheme, unet]).set_index(["spec", "mode"])
+    assert table.loc[("ddunet_D3_F16_CY", "compiled"), "step_time_ms_authors_scheme"] == 200.0
+    assert table.loc[("ddunet_D3_F16_CY", "compiled"), "speedup_vs_authors_scheme"] == 4.0
+    assert table.loc[("ddunet_D3_F16_CY", "authors_scheme"), "speedup_vs_authors_scheme"] == 1.0
+    assert pd.isna(table.loc[("unet_D3", "compiled"), "speedup_vs_authors_scheme"])  # nothing to clone
+
+
 def test_line_iou_grid_aggregates_seeds() -> None:
     from ddubench.report.tables import line_iou_grid
 

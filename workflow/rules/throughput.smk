@@ -1,7 +1,8 @@
 """Training-step time and throughput (results/<run>/train_throughput.csv).
 
 A timing job asks for every core, so Snakemake runs nothing beside it and the times are not disturbed.
-`throughput.distributed` adds the spatially parallel step of `train --distributed` over P torchrun ranks
+Mode `authors_scheme` times the authors' training scheme (k cloned encoder-decoders) for the same DDU-Net in
+the same run, the reference that "ours" is compared with. `throughput.distributed` adds the spatially parallel step of `train --distributed` over P torchrun ranks
 (`measure step-time --distributed`), with each rank's peak memory.
 """
 
@@ -11,12 +12,14 @@ def throughput_config(wildcards):
 
 
 def throughput_jsons(wildcards):
+    """Every timing of the table; the authors' clone scheme only for DDU-Nets (a U-Net has nothing to clone)."""
     cfg = throughput_config(wildcards)
     return [
         f"results/{wildcards.run}/throughput/{canonical(spec)}_k{k}_{mode}.json"
         for spec in cfg["models"]
         for k in cfg["ks"]
         for mode in cfg["modes"]
+        if mode != "authors_scheme" or canonical(spec).startswith("ddunet_")
     ] + [
         f"results/{wildcards.run}/throughput/{canonical(cfg['distributed']['model'])}_k{cfg['distributed']['k']}"
         f"_P{ranks}.json"
@@ -35,14 +38,14 @@ rule throughput_measure:
         "results/{run}/throughput/{spec}_k{k}_{mode}.json",
     params:
         cfg=throughput_config,
-        compile=lambda wildcards: "--compile" if wildcards.mode == "compiled" else "",
+        mode=lambda wildcards: {"compiled": "--compile", "authors_scheme": "--authors-scheme"}.get(wildcards.mode, ""),
     threads: workflow.cores
     log:
         "logs/{run}/throughput/{spec}_k{k}_{mode}.log",
     shell:
         "{DDUBENCH} measure step-time --model {wildcards.spec} --k {wildcards.k} --batch-size {params.cfg[batch_size]}"
         " --warmup {params.cfg[warmup]} --repeats {params.cfg[repeats]} --threads {params.cfg[threads]}"
-        " {params.compile} --out {output} > {log} 2>&1"
+        " {params.mode} --out {output} > {log} 2>&1"
 
 
 rule throughput_ranks_measure:

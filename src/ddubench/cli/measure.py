@@ -29,7 +29,8 @@ def cmd_measure(args: argparse.Namespace) -> None:
         _step_time_over_ranks(args)
         return
     record = measure_train_step(args.model, args.k, args.subimage_size, args.batch_size, args.warmup, args.repeats,
-                                compile_model=args.compile, device=resolve_device(args.device))
+                                compile_model=args.compile, device=resolve_device(args.device),
+                                authors_scheme=args.authors_scheme)
     print(f"{record['label']} ({record['mode']}, {record['device']}): training step, batch {args.batch_size}, "
           f"k={args.k}: median "
           f"{record['step_time_median_s'] * 1e3:.1f} ms (IQR {record['step_time_q1_s'] * 1e3:.1f}-"
@@ -51,8 +52,9 @@ def _step_time_over_ranks(args: argparse.Namespace) -> None:
     from ..measure.train_ranks import METHOD, measure_rank_train_step
     from ..provenance import provenance
 
-    if args.compile:
-        raise DdubenchError("--compile applies to single-process training only; drop it with --distributed")
+    if args.compile or args.authors_scheme:
+        flag = "--compile" if args.compile else "--authors-scheme"
+        raise DdubenchError(f"{flag} applies to single-process training only; drop it with --distributed")
     with distributed(device=args.device) as ctx:
         records = gather_records(measure_rank_train_step(args.model, args.k, ctx, args.subimage_size,
                                                          args.batch_size, args.warmup, args.repeats))
@@ -118,6 +120,9 @@ def register(commands: Commands) -> None:
     p.add_argument("--repeats", type=int, default=10, help="step-time: timed steps")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--compile", action="store_true", help="step-time: time the torch.compile'd step (train --compile)")
+    p.add_argument("--authors-scheme", action="store_true",
+                   help="step-time: the authors' training scheme for the same DDU-Net (k cloned encoder-decoders, "
+                        "gradients summed into clone 0, Adam, load_state_dict broadcast; eager), as a reference")
     p.add_argument("--distributed", action="store_true",
                    help="step-time: the spatially parallel step of `train --distributed` over the ranks of torchrun "
                         "(torchrun --nproc-per-node P -m ddubench measure step-time --distributed ...)")
