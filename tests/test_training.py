@@ -266,6 +266,30 @@ def test_compiled_forward_matches_eager_and_shares_parameters() -> None:
     assert set(model.state_dict()) == {key.removeprefix("_orig_mod.") for key in fast.state_dict()}
 
 
+def test_compile_uses_static_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recompile for another batch size must not turn every full batch into a slower symbolic-shape graph."""
+    from ddubench.training import speed
+
+    options = {}
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: options.update(kwargs) or model)
+    speed.compiled(nn.Linear(2, 2))
+    assert options == {"dynamic": False}
+
+
+def test_compiled_forward_sees_full_batches_only(tiny_dataset: Path, tmp_path: Path) -> None:
+    """The remainder batch of an epoch (training and validation) runs eagerly, so the compiled graph is never
+    recompiled for it; full batches run the compiled forward."""
+    train = load_split("synthetic", tiny_dataset / "train.npz")  # 32 images: batches of 12, 12, 8
+    val = load_split("synthetic", tiny_dataset / "val.npz")  # 16 images: batches of 10, 6
+    model = build_model(SPEC, in_channels=1, num_classes=3, subimage_size=(32, 32))
+    config = replace(TINY, batch_size=12, eval_batch_size=10, max_epochs=1, min_epochs=1)
+    trainer = Trainer(model, SPEC, {}, config, tmp_path, progress=False)
+    compiled_sizes: list[int] = []
+    trainer.forward = lambda images: compiled_sizes.append(images.shape[0]) or model(images)  # stands in for it
+    trainer.fit(train, val)
+    assert sorted(compiled_sizes) == [10, 12, 12]
+
+
 class RecordsGradNorm(Trainer):
     """Records the global gradient norm the optimizer steps with."""
 

@@ -33,7 +33,7 @@ from ..io import atomic_path
 from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import DiceTerms, dice_loss_from_terms, dice_terms
 from .rng import RngState, capture, restore
-from .speed import compiled
+from .speed import compiled, compiled_for
 
 
 @dataclass(frozen=True)
@@ -251,7 +251,8 @@ class Trainer:
         """
         custom = getattr(self.model, "training_loss", None)
         if custom is None:
-            return self.loss(self.forward(images), masks, ignore_index)
+            forward = compiled_for(images.shape[0], self.config.batch_size, self.model, self.forward)
+            return self.loss(forward(images), masks, ignore_index)
         return custom(images, masks, ignore_index, lambda logits, target: self.loss(logits, target, ignore_index))
 
     def loss(self, logits: torch.Tensor, masks: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
@@ -265,8 +266,9 @@ class Trainer:
         self.model.eval()
         sums: DiceTerms | None = None
         for images, masks in val.batches(self.config.eval_batch_size, dtype=self.dtype):
+            forward = compiled_for(images.shape[0], self.config.eval_batch_size, self.model, self.forward)
             with self.autocast():
-                logits = self.forward(images.to(self.device))
+                logits = forward(images.to(self.device))
             terms = dice_terms(logits, self.parallel.local_target(self.model, masks.to(self.device)),
                                val.ignore_index)
             sums = terms if sums is None else DiceTerms(
