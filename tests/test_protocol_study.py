@@ -92,3 +92,23 @@ def test_protocol_table_from_hand_made_records() -> None:
     assert (table["iou_line_ceiling"] == 0.44).all()  # every variant here trains on the run's own data
     assert table["note"].str.contains("the paper's value is above the receptive-field ceiling").all()  # 0.68
     assert table.columns.get_loc("iou_line_ceiling") == table.columns.get_loc("iou_line_paper") + 1
+
+
+def test_protocol_table_says_which_cells_have_not_run() -> None:
+    """A cell without evaluations is an empty row that says so; a missing validation evaluation empties only
+    its column; nothing is filled in from elsewhere."""
+    config = load_config(REPO / "config/paper.yaml")
+    config["protocol_study"].update(ks=[6], models=["unet_D3"], seeds=[0, 1])
+    config["protocol_study"]["variants"] = config["protocol_study"]["variants"][:2]  # table10, driver
+    records = {}
+    for cell in protocol_cells(config):
+        if cell.variant == "table10":
+            records[cell.test_eval] = _record(0.3 + 0.1 * cell.seed, 0.6, 0.7, 0.25, [0.9, 0.8, 0.4, 0.2, None])
+            if cell.seed == 1:
+                records[cell.val_eval] = _record(0.32, 0.0, 0.0, None, [None] * 5)
+    table = protocol_table(config, records).set_index("variant")
+    assert table.loc["table10", "iou_line_ours"] == pytest.approx(0.35) and table.loc["table10", "n_seeds"] == 2
+    assert table.loc["table10", "iou_line_val_ours"] == pytest.approx(0.32)  # seed 1 only
+    assert "validation split was not evaluated for every seed" in table.loc["table10", "note"]
+    assert table.loc["driver", "n_seeds"] == 0 and "not trained yet" in table.loc["driver", "note"]
+    assert table.loc["driver", ["iou_line_ours", "iou_line_val_ours", "best_epoch"]].isna().all()

@@ -106,27 +106,33 @@ def protocol_table(config: dict[str, Any], records: dict[str, dict[str, Any]],
     descriptions = {name: v["description"] for name, v in protocol_variants(config).items()}
     rows = []
     for cell in protocol_cells(config):
-        test, val = records[cell.test_eval], records[cell.val_eval]
-        breakdown = test.get("line_breakdown") or {}
+        test, val = records.get(cell.test_eval), records.get(cell.val_eval)
+        scores = (test or {}).get("scores", {})
+        breakdown = (test or {}).get("line_breakdown") or {}
         by_bin = {row["distance_px"]: row["iou"] for row in breakdown.get("by_distance", [])}
         rows.append({
             "variant": cell.variant, "k": cell.k, "model": ModelSpec.parse(cell.model).label, "cell": cell.model,
             "spec": cell.spec,
-            "run": cell.run, "seed": cell.seed, "reused": cell.reused,
-            "iou_line": test["scores"]["iou"]["line"],
+            "run": cell.run, "seed": cell.seed if test else None, "reused": cell.reused,
+            "iou_line": scores.get("iou", {}).get("line"),
             "iou_line_per_image": breakdown.get("per_image_mean_iou"),
-            "iou_line_val": val["scores"]["iou"]["line"],
-            "precision_line": test["scores"]["precision"]["line"], "recall_line": test["scores"]["recall"]["line"],
-            "best_epoch": test["best_epoch"],
+            "iou_line_val": val["scores"]["iou"]["line"] if val else None,
+            "precision_line": scores.get("precision", {}).get("line"),
+            "recall_line": scores.get("recall", {}).get("line"),
+            "best_epoch": (test or {}).get("best_epoch"),
             "iou_line_ceiling": (ceilings or {}).get(cell.ceiling),
+            "missing": ("test" if test is None else "") + ("val" if val is None else ""),
             **{_bin_column(label): by_bin.get(label) for label in labels},
         })
     frame = pd.DataFrame(rows)
+    numeric = [column for column in frame.columns if column.startswith(("iou_", "precision_", "recall_", "best_"))]
+    frame[numeric] = frame[numeric].astype(float)
     keys = ["variant", "k", "model", "cell", "spec", "run", "reused"]
     values = ["iou_line", "iou_line_per_image", "iou_line_val", "precision_line", "recall_line", "best_epoch",
               *[_bin_column(label) for label in labels]]
     grouped = frame.groupby(keys, sort=False, dropna=False)
     ceiling = grouped["iou_line_ceiling"].first()
+    missing = grouped["missing"].agg(lambda parts: "".join(parts))
     table = grouped[values].mean().rename(columns=lambda c: c if c.endswith("_ours") or c == "best_epoch"
                                           else f"{c}_ours")
     table.insert(1, "iou_line_ours_std", grouped["iou_line"].std())
@@ -139,10 +145,25 @@ def protocol_table(config: dict[str, Any], records: dict[str, dict[str, Any]],
         (f"{descriptions[row.variant]}" + ("; the variant does not change this model: it is the run's own grid "
                                             "model" if row.reused and row.variant != _own(config) else "")
          + ("; the paper's value is above the receptive-field ceiling of this model on this data"
-            if row.iou_line_paper is not None and row.iou_line_paper > row.iou_line_ceiling + 1e-9 else ""))
-        for row in table.itertuples()
+            if row.iou_line_paper is not None and row.iou_line_paper > row.iou_line_ceiling + 1e-9 else "")
+         + _missing_note(gaps, row.n_seeds))
+        for row, gaps in zip(table.itertuples(), missing.to_numpy())
     ]
     return table
+
+
+def _missing_note(gaps: str, n_seeds: int) -> str:
+    """Why a row's values are empty or rest on fewer evaluations: the evaluations that were not given."""
+    if n_seeds == 0:
+        return "; not trained yet: no test evaluation, every value is empty"
+    parts = []
+    if "test" in gaps:
+        parts.append(f"mean over the {n_seeds} seed(s) evaluated so far")
+    if "val" in gaps:
+        parts.append("the validation split was not evaluated for every seed (a model trained before the "
+                     "validation evaluation existed, its checkpoint not kept): iou_line_val_ours is over those "
+                     "that were, empty if none")
+    return "".join(f"; {part}" for part in parts)
 
 
 def _own(config: dict[str, Any]) -> str | None:
