@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from ddubench.report.figures import line_iou_heatmaps
+from ddubench.report.rf_memory import fig7_figure
 from ddubench.report.scaling import scaling_figure
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,14 +39,17 @@ def test_published_csv_has_sidecar_and_equals_its_run(csv: Path) -> None:
         ("fig11_generalization", lambda csv, out: line_iou_heatmaps(
             csv, out, "Journal Fig. 11: line-class IoU on the 6-subimage test set", "k trained on")),
         ("scaling_cpu", scaling_figure),
+        ("fig7_memory", fig7_figure),
     ],
 )
-def test_figure_rebuilds_byte_identically_from_its_csv(name: str, build, tmp_path: Path) -> None:
-    committed = FIGURES / f"{name}.pdf"
+@pytest.mark.parametrize("suffix", [".pdf", ".png"])
+def test_figure_rebuilds_byte_identically_from_its_csv(name: str, build, suffix: str, tmp_path: Path) -> None:
+    """The published PDF and the README's PNG of each figure are exactly what its committed table draws."""
+    committed = FIGURES / f"{name}{suffix}"
     if not committed.exists():
-        pytest.fail(f"figures/{name}.pdf is not committed")
-    build(RESULTS / f"{name}.csv", tmp_path / f"{name}.pdf")
-    assert (tmp_path / f"{name}.pdf").read_bytes() == committed.read_bytes()
+        pytest.fail(f"figures/{name}{suffix} is not committed")
+    build(RESULTS / f"{name}.csv", tmp_path / f"{name}{suffix}")
+    assert (tmp_path / f"{name}{suffix}").read_bytes() == committed.read_bytes()
 
 
 @pytest.mark.parametrize("name, test_k", [("fig9_heatmap", None), ("fig11_generalization", 6), ("fig10_depth", None)])
