@@ -305,8 +305,12 @@ def run_outputs(run):
     cfg = run_config(run)
     scaling = f"scaling_{cfg['scaling']['device']}"
     study = "protocol_study" in cfg  # protocol.smk
-    tables = TABLES + [scaling] + (["protocol_study"] if study else [])
-    return tables, FIGURES + [scaling] + (["protocol_study", "protocol_by_distance"] if study else [])
+    positional = "positional" in cfg.get("thesis", {})  # thesis.smk
+    tables = (TABLES + [scaling] + (["protocol_study"] if study else [])
+              + (["thesis_table6_2", "thesis_table6_3"] if positional else []))
+    figures = (FIGURES + [scaling] + (["protocol_study", "protocol_by_distance"] if study else [])
+               + (["thesis_fig6_4", "thesis_fig6_5"] if positional else []))
+    return tables, figures
 
 
 def run_targets(run):

@@ -184,6 +184,17 @@ def _thesis_exact(args: argparse.Namespace) -> tuple[object, dict]:
     return builder(), {"method": method}
 
 
+def _thesis_positional(args: argparse.Namespace) -> tuple[object, dict]:
+    """Thesis Tables 6.2 and 6.3: the positional-encoding probe per padding, from its records."""
+    from ..io import read_json
+    from ..report import thesis_positional
+
+    _require(args, ("evals", "the JSON files written by `ddubench positional-encoding`, one per padding"))
+    frame = getattr(thesis_positional, args.name)([read_json(path) for path in args.evals])
+    return frame, {"inputs": list(args.evals), "method": "validation MSE of the last epoch's probe per padding "
+                   "(ddubench.training.positional); references computed from the data's geometry"}
+
+
 THESIS_EXACT_TABLES = ("thesis_table6_4", "thesis_table6_5", "thesis_table7_5", "thesis_table7_6")
 TABLE_BUILDERS: dict[str, TableBuilder] = {
     "table1": _baseline_table, "table2": _baseline_table, "table3": _deepglobe_table, "table4": _analysis_table,
@@ -191,6 +202,7 @@ TABLE_BUILDERS: dict[str, TableBuilder] = {
     "table9": _deepglobe_table, "table10": _table10, "fig7": _analysis_table, "fig9": _synthetic_grid,
     "fig10": _synthetic_grid, "fig11": _synthetic_grid, "fig13": _deepglobe_table, "protocol": _protocol,
     "scaling": _scaling, "throughput": _throughput, **dict.fromkeys(THESIS_EXACT_TABLES, _thesis_exact),
+    "thesis_table6_2": _thesis_positional, "thesis_table6_3": _thesis_positional,
 }
 
 
@@ -202,6 +214,9 @@ def cmd_table(args: argparse.Namespace) -> None:
     write_table(frame, args.out, args.config, started, clock, **extra)
 
 
+# figures drawn from records (--evals) or from the modules alone (ddubench.report.thesis_positional)
+RECORD_FIGURES = ("thesis_fig6_4",)
+MODULE_FIGURES = ("thesis_fig6_5",)
 # figure name -> (module of ddubench.report, drawing function(csv, out)); fig9/fig11 are the heatmaps below
 FIGURE_DRAWERS = {
     "fig7": ("rf_memory", "fig7_figure"),
@@ -221,7 +236,20 @@ def cmd_figure(args: argparse.Namespace) -> None:
 
     from ..report.figures import line_iou_heatmaps
 
-    if args.name in FIGURE_DRAWERS:
+    if args.name in RECORD_FIGURES:
+        from ..io import read_json
+        from ..report import thesis_positional
+
+        if not args.evals:
+            raise DdubenchError(f"figure {args.name} is drawn from records: give them with --evals")
+        getattr(thesis_positional, args.name)([read_json(path) for path in args.evals], args.out)
+    elif args.name in MODULE_FIGURES:
+        from ..report import thesis_positional
+
+        getattr(thesis_positional, args.name)(args.out)
+    elif not args.csv:
+        raise DdubenchError(f"figure {args.name} is drawn from its results table: give it with --csv")
+    elif args.name in FIGURE_DRAWERS:
         module, function = FIGURE_DRAWERS[args.name]
         getattr(importlib.import_module(f"ddubench.report.{module}"), function)(args.csv, args.out)
     else:
@@ -255,9 +283,12 @@ def register(commands: Commands) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads for measurements (fig7)")
     p.add_argument("--device", help="device fig7 measures (cpu, cuda, cuda:N, auto; default: the config's fig7.device)")
 
-    p = commands.add("figure", cmd_figure, "Draw a figure PDF from its results CSV.", outputs=("out",))
-    p.add_argument("name", choices=[*HEATMAP_TITLES, *FIGURE_DRAWERS], help="which figure")
-    p.add_argument("--csv", required=True, help="results CSV the figure is drawn from")
+    p = commands.add("figure", cmd_figure, "Draw a figure PDF from its results CSV (thesis Fig. 6.4: from records; "
+                     "Fig. 6.5: from the modules).", outputs=("out",))
+    p.add_argument("name", choices=[*HEATMAP_TITLES, *FIGURE_DRAWERS, *RECORD_FIGURES, *MODULE_FIGURES],
+                   help="which figure")
+    p.add_argument("--csv", help="results CSV the figure is drawn from (every figure but the thesis ones)")
+    p.add_argument("--evals", nargs="*", help="thesis_fig6_4: the `ddubench positional-encoding` records")
     p.add_argument("--out", required=True, help="figure PDF to write")
 
     p = commands.add("compare", cmd_compare, "Compare a Fig. 9/11 results CSV with the paper (Markdown summary).")

@@ -141,9 +141,54 @@ def _add_train(commands: Commands) -> None:
     add_runtime(p)
 
 
+def cmd_positional_encoding(args: argparse.Namespace) -> None:
+    import time
+
+    from ..io import write_json
+    from ..provenance import provenance, utc_now
+    from ..training.positional import ProbeConfig, train_probe
+
+    set_threads(args.threads)
+    started, clock = utc_now(), time.perf_counter()
+    config = ProbeConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, train=args.train, val=args.val,
+                         seed=args.seed, data_seed=args.data_seed)
+    record = train_probe(args.padding, config, progress=not args.no_progress)
+    write_json(args.out, {**record, "provenance": provenance(
+        started=started, wall_time_s=time.perf_counter() - clock, seeds=[args.seed, args.data_seed],
+        method="positional-encoding probe (thesis §6.1.3): MSE regression of the 4 pixels' coordinates, Adam at a "
+               "fixed lr, scores of the last epoch's model on the validation images")})
+    scores = record["scores"]
+    print(f"probe with {args.padding} padding: validation MSE {scores['mse']:.1f} px^2, sqrt(2 MSE) "
+          f"{scores['distance_sqrt_2mse']:.2f} px, mean distance {scores['mean_distance']:.2f} px")
+
+
+def _add_positional_encoding(commands: Commands) -> None:
+    from ..models.positional_probe import PADDINGS
+    from ..training.positional import ProbeConfig
+
+    defaults = ProbeConfig()
+    p = commands.add("positional-encoding", cmd_positional_encoding,
+                     "Thesis Tables 6.2-6.3: train the positional-encoding probe (4 pixels on 64x64, a fully "
+                     "convolutional network with global average pooling) with one padding; JSON + provenance.",
+                     outputs=("out",))
+    p.add_argument("--padding", required=True, choices=list(PADDINGS), help="padding of every 3x3 convolution")
+    p.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs (no early stopping)")
+    p.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate (constant)")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="training batch size")
+    p.add_argument("--train", type=int, default=defaults.train, help="training images")
+    p.add_argument("--val", type=int, default=defaults.val, help="validation images (scored)")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the weights and the batch order")
+    p.add_argument("--data-seed", type=int, default=defaults.data_seed,
+                   help="seed of the training images (validation: this + 1)")
+    p.add_argument("--out", required=True, help="JSON to write, e.g. results/cpu/thesis/positional_same.json")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs stay readable)")
+
+
 def register(commands: Commands) -> None:
-    """train, evaluate, predictions, deepglobe-predictions, cnn-dnn-classification."""
+    """train, evaluate, predictions, deepglobe-predictions, cnn-dnn-classification, positional-encoding."""
     _add_train(commands)
+    _add_positional_encoding(commands)
 
     p = commands.add("evaluate", cmd_evaluate,
                      "Score a checkpoint on a test split (confusion matrix -> IoU per class, mIoU).", outputs=("out",))

@@ -62,6 +62,11 @@ ITEMS: dict[str, tuple[str, str, str]] = {
                      "per-GPU peak memory and time, is ours"),
     "train_throughput": (SCALING, "ours", "no training speeds; ours are beside the authors' code timed on this "
                          "machine kind"),
+    "thesis_table6_2": (THESIS, "Thesis Table 6.2 (and Fig. 6.5)", "the validation MSE of the positional-encoding "
+                        "probe (4 pixels on 64x64, fully convolutional, global average pooling) for valid, same and "
+                        "full padding: more padding, more positional information"),
+    "thesis_table6_3": (THESIS, "Thesis Table 6.3 (and Fig. 6.4)", "the probe's average distance between true and "
+                        "predicted pixel per padding, beside a no-information reference"),
     "thesis_table6_4": (THESIS, "Thesis Table 6.4", "parameters of the CNN and of the fully connected communication "
                         "networks for 1-8 feature maps on 2x2, 4x4 and 8x8 grids"),
     "thesis_table6_5": (THESIS, "Thesis Table 6.5", "memory per block of the wide U-Net (widths 64-1024) with an "

@@ -141,3 +141,13 @@ THESIS_TABLE7_6 = {
     "up-sampling path": ("128-64-32-2", "16x16", "3x3", 753760),
     "communication network": ("64-64-64-64", None, "3x3", 111168),
 }
+
+# Thesis Tables 6.2 and 6.3 (§6.1.3): the positional-encoding probe's validation MSE (px^2) and average distance
+# between true and predicted pixel (px; the printed values are sqrt(2 MSE)) per padding.
+THESIS_TABLE6_2_MSE = {"valid": 110.9, "same": 33.6, "full": 14.0}
+THESIS_TABLE6_3_DISTANCE = {"valid": 14.9, "same": 8.2, "full": 5.3}
+THESIS_NO_INFORMATION_PX = 19.17
+THESIS_NO_INFORMATION_ERRATUM = (
+    "thesis erratum: the no-information reference is printed as 19.17 px, but its own formula "
+    "L/6 (sqrt 2 + ln(1 + sqrt 2)) with L = 64 gives 24.49 px (the mean distance from the centre to a uniform point)"
+)
