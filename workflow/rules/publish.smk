@@ -26,7 +26,8 @@ rule publish_figure:
 
 # The headline figures the README shows as images (a code-hosting page renders PNG, not PDF): figure name
 # -> `ddubench figure` name, drawn from the published table.
-README_IMAGES = {"fig9_heatmap": "fig9", "fig11_generalization": "fig11", "fig7_memory": "fig7", "scaling_cpu": "scaling"}
+README_IMAGES = {"fig9_heatmap": "fig9", "fig11_generalization": "fig11", "fig7_memory": "fig7",
+                 "scaling_cpu": "scaling"}
 
 
 rule readme_image:

@@ -2,7 +2,8 @@
 
 A timing job asks for every core, so Snakemake runs nothing beside it and the times are not disturbed.
 Mode `authors_scheme` times the authors' training scheme (k cloned encoder-decoders) for the same DDU-Net in
-the same run, the reference that "ours" is compared with. `throughput.distributed` adds the spatially parallel step of `train --distributed` over P torchrun ranks
+the same run, the reference that "ours" is compared with. `throughput.distributed` adds the spatially
+parallel step of `train --distributed` over P torchrun ranks
 (`measure step-time --distributed`), with each rank's peak memory.
 """
 
