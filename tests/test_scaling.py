@@ -52,8 +52,9 @@ def test_cuda_rank_without_a_gpu_stops_with_one_line(monkeypatch, capsys, tmp_pa
 
 
 def test_distributed_training_step_time_and_memory_per_rank(tmp_path: Path) -> None:
-    """`measure step-time --distributed` over 1 and 2 gloo ranks: every rank's record, per-rank peak memory
-    falling towards half (weights, optimizer state and gathered coarse input stay whole), and table rows."""
+    """`measure step-time --distributed` over 1 and 2 gloo ranks (a 2x2 grid of RGB subimages): every rank's
+    record, per-rank peak memory falling towards half (weights, optimizer state and gathered coarse input stay
+    whole), and table rows."""
     import subprocess
     import sys
 
@@ -65,7 +66,8 @@ def test_distributed_training_step_time_and_memory_per_rank(tmp_path: Path) -> N
         out = tmp_path / f"P{ranks}.json"
         result = subprocess.run(
             [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks), "-m",
-             "ddubench", "measure", "step-time", "--distributed", "--model", "ddunet_D3_F16_CY", "--k", "4",
+             "ddubench", "measure", "step-time", "--distributed", "--model", "ddunet_D3_F16_CY", "--grid", "2x2",
+             "--subimage", "32x32", "--in-channels", "3", "--num-classes", "2",
              "--batch-size", "4", "--warmup", "1", "--repeats", "2", "--threads", "1", "--out", str(out)],
             capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
         assert result.returncode == 0, result.stderr[-2000:]
@@ -73,6 +75,7 @@ def test_distributed_training_step_time_and_memory_per_rank(tmp_path: Path) -> N
     one, two = (p["records"] for p in payloads)
     assert [r["rank"] for r in two] == [0, 1] and {r["world_size"] for r in two} == {2}
     assert {r["backend"] for r in one + two} == {"gloo"} and {r["mode"] for r in two} == {"distributed"}
+    assert two[0]["grid"] == [2, 2] and two[0]["subimage"] == [32, 32] and two[0]["io"] == [3, 2]
     peak_one, peak_two = one[0]["peak_mem_bytes"], max(r["peak_mem_bytes"] for r in two)
     assert two[0]["peak_mem_bytes"] == two[1]["peak_mem_bytes"]  # the two blocks of subimages are alike
     assert peak_one / 2 < peak_two < peak_one
@@ -81,3 +84,16 @@ def test_distributed_training_step_time_and_memory_per_rank(tmp_path: Path) -> N
     assert table.loc[2, "peak_mem_mb_per_rank_ours"] == round(peak_two / 2**20, 2)
     assert table.loc[2, "step_time_ms_ours"] == round(max(r["step_time_median_s"] for r in two) * 1e3, 2)
     assert "2 gloo ranks" in table.loc[2, "note"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--grid", "2x2"], "--grid apply to step-time --distributed only"),
+    (["--distributed", "--in-channels", "3"], "--in-channels and --num-classes go together"),
+])
+def test_step_time_layout_flags_are_checked_in_one_line(flags: list[str], message: str) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "ddubench", "measure", "step-time", "--model", "ddunet_D3_F16_CY",
+                             *flags], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr

@@ -161,7 +161,33 @@ def test_table7_5_memory_model_and_empty_measured_column(table7_5: pd.DataFrame)
     # DDU-Net on one device adds 15 coarse-network maps of 32 x 64 x 64 (0.5 MB each)
     assert list(table7_5["train_fmap_mb_model_ours"]) == [625.0, 632.5, 318.0, 160.75]
     assert table7_5["train_peak_mb_measured_per_rank_ours"].isna().all()
-    assert all("train_peak_mb_measured_per_rank_ours: not measured yet" in note for note in table7_5["note"])
+    assert "not measured: the column measures the DDU-Net split" in table7_5["note"].iloc[0]
+    assert all("not measured in this run" in note for note in table7_5["note"].iloc[1:])
+
+
+def _ranks_record(devices: int, peaks_mb: list[float], spec: str = "ddunet_D3_F32_CY_W32_K3") -> dict:
+    subimage, grid = {1: ([512, 512], [1, 1]), 2: ([512, 256], [1, 2]), 4: ([256, 256], [2, 2])}[devices]
+    return {"records": [{"spec": spec, "subimage": subimage, "grid": grid, "peak_mem_bytes": mb * 2**20}
+                        for mb in peaks_mb]}
+
+
+def test_table7_5_measured_column_is_the_largest_rank_of_each_split() -> None:
+    from ddubench.errors import DdubenchError
+    from ddubench.report.thesis_tables import table7_5_peaks
+
+    peaks = table7_5_peaks([_ranks_record(1, [1380.0]), _ranks_record(2, [700.0, 706.0]),
+                            _ranks_record(4, [370.0, 374.0, 371.0, 372.0])])
+    assert peaks == {1: 1380.0, 2: 706.0, 4: 374.0}
+    table = thesis_table7_5(peaks)
+    assert pd.isna(table["train_peak_mb_measured_per_rank_ours"].iloc[0])  # the U-Net is never split
+    assert list(table["train_peak_mb_measured_per_rank_ours"].iloc[1:]) == [1380.0, 706.0, 374.0]
+    assert all("measured: the largest rank's peak" in note for note in table["note"].iloc[1:])
+    with pytest.raises(DdubenchError, match="ddunet_D3_F32_CY_W32_K3"):
+        table7_5_peaks([_ranks_record(2, [1.0, 1.0], spec="ddunet_D3_F16_CY")])
+    wrong = _ranks_record(2, [1.0, 1.0])
+    wrong["records"][0]["grid"] = [2, 1]
+    with pytest.raises(DdubenchError, match="1x2 subimages of 512x256"):
+        table7_5_peaks([wrong])
 
 
 # ------------------------------------------------------------------------------------------------ Table 7.6

@@ -25,6 +25,13 @@ def cmd_measure(args: argparse.Namespace) -> None:
         model = build_model(spec, in_channels=in_channels, num_classes=num_classes, subimage_size=size)
         print(f"{spec.label} ({spec}): {count_parameters(model)} parameters")
         return
+    layout = {"--grid": args.grid, "--subimage": args.subimage, "--in-channels": args.in_channels,
+              "--num-classes": args.num_classes}
+    given = [flag for flag, value in layout.items() if value]
+    if given and not args.distributed:
+        raise DdubenchError(f"{', '.join(given)} apply to step-time --distributed only; add --distributed or drop them")
+    if (args.in_channels is None) != (args.num_classes is None):
+        raise DdubenchError("--in-channels and --num-classes go together; give both or neither")
     if args.distributed:
         _step_time_over_ranks(args)
         return
@@ -56,8 +63,9 @@ def _step_time_over_ranks(args: argparse.Namespace) -> None:
         flag = "--compile" if args.compile else "--authors-scheme"
         raise DdubenchError(f"{flag} applies to single-process training only; drop it with --distributed")
     with distributed(device=args.device) as ctx:
-        records = gather_records(measure_rank_train_step(args.model, args.k, ctx, args.subimage_size,
-                                                         args.batch_size, args.warmup, args.repeats))
+        records = gather_records(measure_rank_train_step(
+            args.model, args.k, ctx, args.subimage_size, args.batch_size, args.warmup, args.repeats, grid=args.grid,
+            subimage=args.subimage, io=(args.in_channels, args.num_classes) if args.in_channels else None))
         if ctx.is_main:
             slowest = max(r["step_time_median_s"] for r in records)
             print(f"{records[0]['label']} over {ctx.world_size} {ctx.backend} ranks, batch {args.batch_size}, "
@@ -126,6 +134,13 @@ def register(commands: Commands) -> None:
     p.add_argument("--distributed", action="store_true",
                    help="step-time: the spatially parallel step of `train --distributed` over the ranks of torchrun "
                         "(torchrun --nproc-per-node P -m ddubench measure step-time --distributed ...)")
+    p.add_argument("--grid", type=resolution, metavar="ROWSxCOLS",
+                   help="step-time --distributed: a grid of subimages instead of 1 x k (e.g. 2x2)")
+    p.add_argument("--subimage", type=resolution, metavar="HxW",
+                   help="step-time --distributed: a subimage of H x W px instead of --subimage-size squared")
+    p.add_argument("--in-channels", type=int, help="step-time --distributed: input channels (with --num-classes; "
+                   "default: the spec's data, 1 and 3 for the synthetic task)")
+    p.add_argument("--num-classes", type=int, help="step-time --distributed: classes (with --in-channels)")
     p.add_argument("--out", help="step-time: also write the record as JSON")
     p.add_argument("--device", default="cpu", help="step-time: cpu, cuda, cuda:N or auto (CUDA timed "
                    "synchronised); with --distributed cpu, cuda or auto (each rank on cuda:LOCAL_RANK)")

@@ -24,9 +24,14 @@ METHOD = "time.perf_counter between barriers around forward, dice loss, backward
 
 def measure_rank_train_step(
     spec_text: str, k: int, ctx: DistContext, subimage_size: int = 32, batch_size: int = 16, warmup: int = 3,
-    repeats: int = 10,
+    repeats: int = 10, grid: tuple[int, int] | None = None, subimage: tuple[int, int] | None = None,
+    io: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """This rank's record: median/quartile step time (slowest rank), images per second, peak step memory."""
+    """This rank's record: median/quartile step time (slowest rank), images per second, peak step memory.
+
+    The image is ``grid`` (rows, columns; default 1 x ``k``) subimages of ``subimage`` (height, width; default
+    ``subimage_size`` square) pixels with ``io`` = (input channels, classes) (default: the spec's data).
+    """
     from ..analysis.params import count_parameters
     from ..distributed.collectives import broadcast_state
     from ..distributed.ddunet import DistributedDDUNet
@@ -34,13 +39,15 @@ def measure_rank_train_step(
     from ..models import ModelSpec, build_model
 
     spec = ModelSpec.parse(spec_text)
-    in_channels, num_classes = spec.io
+    in_channels, num_classes = io or spec.io
+    rows, cols = grid or (1, k)
+    height, width = subimage or (subimage_size, subimage_size)
     torch.manual_seed(0)  # the same weights and batch on every rank
-    model = build_model(spec, in_channels=in_channels, num_classes=num_classes,
-                        subimage_size=(subimage_size, subimage_size), dropout=0.1)
+    model = build_model(spec, in_channels=in_channels, num_classes=num_classes, subimage_size=(height, width),
+                        dropout=0.1)
     params = count_parameters(model)
-    images = torch.rand(batch_size, in_channels, subimage_size, subimage_size * k).to(ctx.device)
-    masks = torch.randint(0, num_classes, (batch_size, subimage_size, subimage_size * k)).to(ctx.device)
+    images = torch.rand(batch_size, in_channels, rows * height, cols * width).to(ctx.device)
+    masks = torch.randint(0, num_classes, (batch_size, rows * height, cols * width)).to(ctx.device)
     model = DistributedDDUNet(model.to(ctx.device), ctx, "sync")
     broadcast_state(model)
     model.train()
@@ -68,7 +75,8 @@ def measure_rank_train_step(
     quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     median = statistics.median(times)
     return {
-        "spec": str(spec), "label": spec.label, "k": k, "params": params, "mode": "distributed",
+        "spec": str(spec), "label": spec.label, "k": rows * cols, "grid": [rows, cols], "subimage": [height, width],
+        "io": [in_channels, num_classes], "params": params, "mode": "distributed",
         "world_size": ctx.world_size, "rank": ctx.rank, "backend": ctx.backend, "threads": torch.get_num_threads(),
         "step_time_median_s": median, "step_time_q1_s": quartiles[0], "step_time_q3_s": quartiles[2],
         "images_per_s": batch_size / median, "warmup": warmup, "repeats": repeats, "batch_size": batch_size,

@@ -16,7 +16,8 @@ from torch import nn
 
 from ..analysis.memory_model import FLOAT_BYTES, BlockMemory, MemoryModel, memory_model, summary_pass_bytes
 from ..analysis.params import count_parameters
-from ..models import CoarseNetwork, DDUNet, FCCoarseNetwork, build_model
+from ..errors import DdubenchError
+from ..models import CoarseNetwork, DDUNet, FCCoarseNetwork, ModelSpec, build_model
 from . import paper
 
 MB = 2**20
@@ -45,15 +46,21 @@ TABLE7_5_IMAGE = 512
 TABLE7_5_SPECS = {"U-Net": "unet_D3_W32", "DDU-Net": "ddunet_D3_F32_CY_W32_K3"}
 # devices N -> (one device's subimage (H, W), grid of subimages) for the 512x512 image.
 TABLE7_5_SPLITS = {1: ((512, 512), (1, 1)), 2: ((512, 256), (1, 2)), 4: ((256, 256), (2, 2))}
-TABLE7_5_NOT_MEASURED = ("not measured yet: needs the per-rank training step over N torch.distributed ranks "
-                         "(to be added with the workflow rule)")
+TABLE7_5_NOT_MEASURED = ("not measured in this run: give the `measure step-time --distributed` records of the N "
+                         "ranks (rule thesis_table7_5_measure)")
+TABLE7_5_UNET_NOT_MEASURED = ("not measured: the column measures the DDU-Net split over N torch.distributed ranks; "
+                              "the U-Net is never split (its N = 1 peak is that of the DDU-Net N = 1 row without the "
+                              "coarse network)")
+TABLE7_5_MEASURED = ("measured: the largest rank's peak of live tensors in one training step (forward, dice loss, "
+                     "backward, gradient all-reduce, Adam; weights, gradients and Adam state included) of batch 1 "
+                     "over N gloo ranks on the CPU, one subimage per rank (`measure step-time --distributed`)")
 TABLE7_5_METHOD = (
     "parameters counted on the ddubench modules; one device's share of a 512x512 RGB image, batch 1. "
     "fwd_bwd_mb_ours: torch-summary's rule (ddubench.analysis.memory_model.summary_pass_bytes: the outputs of every "
     "layer and block, x 2 for gradients, 4 B) over a meta-device forward of that device; input and params MB at "
     "4 B a value; total = input + pass + params, as torch-summary sums them. train_fmap_mb_model_ours: "
     "ddubench.analysis.memory_model's training feature maps of that device (the Table 6.5 convention). "
-    f"train_peak_mb_measured_per_rank_ours: {TABLE7_5_NOT_MEASURED}. MB = 2^20 bytes"
+    f"train_peak_mb_measured_per_rank_ours: {TABLE7_5_MEASURED} (empty where not given). MB = 2^20 bytes"
 )
 TABLE7_6_SPEC, TABLE7_6_SUBIMAGE = "ddunet_D3_F64_CY_W32_K3", (128, 128)
 TABLE7_6_METHOD = (
@@ -214,7 +221,7 @@ def _table7_5_note(model: nn.Module, devices: int, ours: dict[str, float], unet_
     )
 
 
-def _table7_5_row(name: str, devices: int) -> dict[str, Any]:
+def _table7_5_row(name: str, devices: int, measured_mb: float | None = None) -> dict[str, Any]:
     """One model split over ``devices``: the thesis's a / N + b terms beside ours for one device."""
     subimage, grid = TABLE7_5_SPLITS[devices]
     spec = TABLE7_5_SPECS[name]
@@ -235,16 +242,37 @@ def _table7_5_row(name: str, devices: int) -> dict[str, Any]:
         row[f"{quantity}_mb_ours"] = ours[quantity]
     saved = sum(block.saved_bytes for block in memory_model(model, subimage, grid).blocks)
     row["train_fmap_mb_model_ours"] = saved / MB
-    row["train_peak_mb_measured_per_rank_ours"] = None
+    row["train_peak_mb_measured_per_rank_ours"] = None if measured_mb is None else round(measured_mb, 2)
+    measurement = (TABLE7_5_UNET_NOT_MEASURED if name == "U-Net"
+                   else TABLE7_5_NOT_MEASURED if measured_mb is None else TABLE7_5_MEASURED)
     row["note"] = (_table7_5_note(model, devices, ours, summary_pass_bytes(unet, subimage) / MB)
-                   + f"; train_peak_mb_measured_per_rank_ours: {TABLE7_5_NOT_MEASURED}")
+                   + f"; train_peak_mb_measured_per_rank_ours: {measurement}")
     return row
 
 
-def thesis_table7_5() -> pd.DataFrame:
+def table7_5_peaks(records: list[dict[str, Any]]) -> dict[int, float]:
+    """Devices N -> the largest rank's measured training-step peak (MB) from `measure step-time --distributed`
+    records of the Table 7.5 DDU-Net (each record holds every rank's)."""
+    peaks = {}
+    for record in records:
+        ranks = record.get("records")
+        if not ranks or ranks[0].get("spec") != str(ModelSpec.parse(TABLE7_5_SPECS["DDU-Net"])):
+            raise DdubenchError(f"a Table 7.5 measurement must be a `measure step-time --distributed` record of "
+                                f"{TABLE7_5_SPECS['DDU-Net']}; got {ranks[0].get('spec') if ranks else 'no ranks'}")
+        subimage, grid = TABLE7_5_SPLITS[len(ranks)]
+        if (tuple(ranks[0]["subimage"]), tuple(ranks[0]["grid"])) != (subimage, grid):
+            raise DdubenchError(f"the {len(ranks)}-rank Table 7.5 measurement must use {grid[0]}x{grid[1]} subimages "
+                                f"of {subimage[0]}x{subimage[1]} px")
+        peaks[len(ranks)] = max(rank["peak_mem_bytes"] for rank in ranks) / MB
+    return peaks
+
+
+def thesis_table7_5(measured: dict[int, float] | None = None) -> pd.DataFrame:
     """Thesis Table 7.5: parameters and torch-summary memory per device of the Inria U-Net (one device) and of
-    the DDU-Net split over N = 1, 2, 4 devices, beside the thesis's a / N + b values."""
-    rows = [_table7_5_row("U-Net", 1)] + [_table7_5_row("DDU-Net", n) for n in TABLE7_5_SPLITS]
+    the DDU-Net split over N = 1, 2, 4 devices, beside the thesis's a / N + b values; ``measured`` (devices ->
+    MB, :func:`table7_5_peaks`) fills the measured per-rank training peak."""
+    measured = measured or {}
+    rows = [_table7_5_row("U-Net", 1)] + [_table7_5_row("DDU-Net", n, measured.get(n)) for n in TABLE7_5_SPLITS]
     return pd.DataFrame(rows).astype({"train_peak_mb_measured_per_rank_ours": "float"})
 
 
