@@ -93,7 +93,7 @@ CONFIG_KEYS: dict[str, list[str] | None] = {
     "scaling_cpu": ["scaling"],
     "train_throughput": ["throughput"],
     "cnn_dnn_classification": ["cnn_dnn"],
-    "thesis_table6_4": [], "thesis_table6_5": [], "thesis_table7_5": [], "thesis_table7_6": [],
+    "thesis_table6_4": [], "thesis_table6_5": [], "thesis_table7_5": ["thesis.table7_5"], "thesis_table7_6": [],
     "thesis_table6_2": ["thesis.positional"], "thesis_table6_3": ["thesis.positional"],
     "fig5_synthetic_examples": None, "fig6_deepglobe_examples": None, "fig8_predictions": None,
     "fig10_predictions": None, "fig14_predictions": None, "fig15_errors": None,
