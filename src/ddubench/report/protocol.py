@@ -160,9 +160,8 @@ def _missing_note(gaps: str, n_seeds: int) -> str:
     if "test" in gaps:
         parts.append(f"mean over the {n_seeds} seed(s) evaluated so far")
     if "val" in gaps:
-        parts.append("the validation split was not evaluated for every seed (a model trained before the "
-                     "validation evaluation existed, its checkpoint not kept): iou_line_val_ours is over those "
-                     "that were, empty if none")
+        parts.append("the validation split was not evaluated for every seed (no eval_val.json given): "
+                     "iou_line_val_ours is over those that were, empty if none")
     return "".join(f"; {part}" for part in parts)
 
 
