@@ -65,6 +65,9 @@ def train_probe(padding: str, config: ProbeConfig, progress: bool = True) -> dic
             optimizer.step()
             total += loss.item() * len(batch)
         history.append({"epoch": epoch, "train_mse": total / len(train), "val_mse": probe_scores(model, val)["mse"]})
+        if not progress:  # a log line per epoch where no bar shows (workflow logs)
+            print(f"epoch {epoch}/{config.epochs}: train MSE {history[-1]['train_mse']:.2f}, validation MSE "
+                  f"{history[-1]['val_mse']:.2f}", flush=True)
     model.eval()
     with torch.no_grad():
         examples = model(val.images[:EXAMPLES])
