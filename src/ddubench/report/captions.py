@@ -136,10 +136,12 @@ def _device(record: dict[str, Any]) -> str:
     return where + (f", {world} ranks" if world > 1 else "")
 
 
-def caption(name: str, csv: str | Path, sidecar: str | Path, folder: str | Path = ".") -> str:
+def caption(name: str, csv: str | Path, sidecar: str | Path, folder: str | Path = ".",
+            table_file: str | Path | None = None) -> str:
     """The caption (reStructuredText) of one table: paper item, how ours was produced, comparison, the table.
 
-    ``folder`` is where the caption file lives: docutils reads the table's ``:file:`` relative to it.
+    ``folder`` is where the caption file lives: docutils reads the table's ``:file:`` (``table_file``, default
+    ``csv``) relative to it.
     """
     _, paper_item, shows = item(name)
     frame = pd.read_csv(csv)
@@ -158,13 +160,20 @@ def caption(name: str, csv: str | Path, sidecar: str | Path, folder: str | Path 
         f"**Comparison**: {_rst_text(headline(frame))}",
         "",
         ".. csv-table::",
-        f"   :file: {Path(os.path.relpath(csv, folder)).as_posix()}",
+        f"   :file: {Path(os.path.relpath(table_file or csv, folder)).as_posix()}",
         "   :header-rows: 1",
         "",
     ])
 
 
 def write_caption(name: str, csv: str | Path, sidecar: str | Path, out: str | Path) -> Path:
-    """Write the caption of ``name`` to ``out`` (included by the report's caption file)."""
-    text = caption(name, csv, sidecar, Path(out).parent)
+    """Write the caption of ``name`` to ``out`` (included by the report's caption file), with the table it shows
+    beside it (``<out>.csv``): the CSV with every cell's inline markup escaped, since docutils parses each cell
+    of a csv-table as reStructuredText (a note's `code` or |x| would otherwise not read as in the CSV)."""
+    out = Path(out)
+    table = out.with_suffix(".csv")
+    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    escaped = frame.map(_rst_text).rename(columns=_rst_text)
+    write_atomic(table, lambda tmp: escaped.to_csv(tmp, index=False))
+    text = caption(name, csv, sidecar, out.parent, table_file=table)
     return write_atomic(out, lambda tmp: tmp.write_text(text))
