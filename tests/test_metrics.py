@@ -292,3 +292,22 @@ def test_table_notes_say_which_loss_ran(loss: str) -> None:
     deepglobe = table6(config["deepglobe"]).set_index("hyperparameter").loc["loss"]
     assert deepglobe["value_ours"] == f"dice ({loss})" and deepglobe["note"].startswith(f"ran {loss}: ")
     assert "before 2026-12-02 with macro computed macro_present" in deepglobe["note"]
+
+
+def test_precision_and_recall_within_one_pixel_on_hand_made_masks() -> None:
+    """A 2 px line predicted 3 px wide: exact precision 2/3, but every predicted pixel is within one pixel of a
+    true one and every true pixel is found; a stray prediction 3 px away counts as wrong either way."""
+    from ddubench.evaluation.predict import tolerant_counts, tolerant_scores
+
+    masks = torch.zeros(1, 8, 10, dtype=torch.long)
+    masks[0, 3:5, :] = 1  # the true line: rows 3-4
+    predicted = torch.zeros_like(masks)
+    predicted[0, 3:6, :] = 1  # drawn 3 px wide: rows 3-5
+    counts = tolerant_counts(predicted, masks, 2)
+    assert counts[1].tolist() == [30, 30, 20, 20] and counts[0].tolist() == [50, 50, 60, 60]
+    predicted[0, 0, 0] = 1  # 3 rows above the line: not near it
+    scores = tolerant_scores(tolerant_counts(predicted, masks, 2), ("background", "line"))
+    assert scores["precision"]["line"] == pytest.approx(30 / 31) and scores["recall"]["line"] == 1.0
+    valid = torch.ones_like(masks, dtype=torch.bool)
+    valid[0, :, 5:] = False  # ignored pixels are left out of every count
+    assert tolerant_counts(predicted, masks, 2, valid)[1].tolist() == [16, 15, 10, 10]
