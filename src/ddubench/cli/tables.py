@@ -179,10 +179,8 @@ def _synthetic_grid(args: argparse.Namespace) -> tuple[object, dict]:
 def _thesis_exact(args: argparse.Namespace) -> tuple[object, dict]:
     """Thesis Tables 6.4, 6.5, 7.5 and 7.6: from the modules and the memory model, no data or training (Table
     7.5's measured per-rank peaks from `measure step-time --distributed` records given with --evals)."""
-    from ..report.thesis_tables import THESIS_TABLES
-
     from ..io import read_json
-    from ..report.thesis_tables import table7_5_peaks
+    from ..report.thesis_tables import THESIS_TABLES, table7_5_peaks
 
     builder, method = THESIS_TABLES[args.name]
     if args.name == "thesis_table7_5" and args.evals:
