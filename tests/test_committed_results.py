@@ -95,6 +95,9 @@ CONFIG_KEYS: dict[str, list[str] | None] = {
     "cnn_dnn_classification": ["cnn_dnn"],
     "thesis_table6_4": [], "thesis_table6_5": [], "thesis_table7_5": ["thesis.table7_5"], "thesis_table7_6": [],
     "thesis_table6_2": ["thesis.positional"], "thesis_table6_3": ["thesis.positional"],
+    **dict.fromkeys(("thesis_table7_4", "thesis_fig7_6", "thesis_fig7_8"),
+                    ["synthetic.subimage_size", "synthetic.data_seed", "training", "thesis.synthetic"]),
+    "thesis_fig7_5": None, "thesis_fig7_7": None,
     "fig5_synthetic_examples": None, "fig6_deepglobe_examples": None, "fig8_predictions": None,
     "fig10_predictions": None, "fig14_predictions": None, "fig15_errors": None,
 }

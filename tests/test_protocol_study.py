@@ -22,15 +22,16 @@ def test_paper_variants_derive_their_runs() -> None:
         (0.005, 32, 1.0)
     assert driver["training"]["dropout"] == 0.1  # untouched settings stay the run's
     assert derived_config(paper, "thesis_data")["synthetic"]["rule"] == "thesis"
+    assert derived_config(paper, "thesis_rule")["synthetic"] == {**paper["synthetic"], "rule": "thesis", "line_width": 3}
     assert derived_config(paper, "converge")["training"]["max_epochs"] == 120
-    with pytest.raises(ConfigError, match="names no protocol_study variant 'nope'"):
+    with pytest.raises(ConfigError, match="names no protocol_study variant 'nope' and no derived run"):
         derived_config(paper, "nope")
 
 
 def test_a_variant_with_bad_settings_is_a_one_line_config_error() -> None:
     paper = load_config(REPO / "config/paper.yaml")
     paper["protocol_study"]["variants"].append({"name": "bad", "description": "x", "training": {"lr": -1}})
-    with pytest.raises(ConfigError, match=r"variant bad.*at training/lr"):
+    with pytest.raises(ConfigError, match=r"bad derived run.*at training/lr"):
         derived_config(paper, "bad")
 
 
@@ -43,7 +44,7 @@ def test_variant_tokens_apply_only_to_models_that_take_them() -> None:
 
 def test_cells_of_the_paper_study() -> None:
     cells = protocol_cells(load_config(REPO / "config/paper.yaml"))
-    assert len(cells) == 6 * 2 * 3  # variants x ks x models, one seed
+    assert len(cells) == 6 * 2 * 3 + 3  # variants x ks x models, one seed; thesis_rule at k = 6 only
     by_key = {(c.variant, c.k, c.model): c for c in cells}
     own = by_key["table10", 6, "unet_D3"]
     assert own.reused and own.run_dir == "results/paper/runs/k6/unet_D3/seed0"
@@ -58,6 +59,8 @@ def test_cells_of_the_paper_study() -> None:
     assert position.ceiling == "results/paper/ceilings/k6/ddunet_D3_F1_CY.json"
     assert by_key["driver", 6, "unet_D3"].ceiling == "results/paper/ceilings/k6/unet_D3.json"
     assert by_key["thesis_data", 2, "unet_D3"].ceiling == "results/paper-thesis_data/ceilings/k2/unet_D3.json"
+    assert by_key["thesis_rule", 6, "unet_D3"].run_dir == "results/paper-thesis_rule/runs/k6/unet_D3/seed0"
+    assert ("thesis_rule", 2, "unet_D3") not in by_key
 
 
 def _record(iou: float, precision: float, recall: float, per_image: float, bins: list[float | None]) -> dict:

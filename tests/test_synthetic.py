@@ -146,6 +146,21 @@ def test_line_width_on_a_horizontal_line(rule: str, width: int) -> None:
 def test_line_width_property() -> None:
     assert SyntheticSpec(k=2).line_width == 3  # journal is the default rule
     assert SyntheticSpec(k=2, rule="thesis").line_width == 2
+    assert SyntheticSpec(k=2, rule="thesis", line_width=3).line_width == 3
+
+
+def test_line_width_override_keeps_the_circles() -> None:
+    thin, wide = (generate(SyntheticSpec(k=6, rule="thesis", line_width=w), "train", 50) for w in (2, 3))
+    np.testing.assert_array_equal(thin["centres"], wide["centres"])
+    np.testing.assert_array_equal(thin["images"], wide["images"])
+    assert ((wide["masks"] == 1).sum() > 1.3 * (thin["masks"] == 1).sum())
+    np.testing.assert_array_equal(thin["masks"] == 2, wide["masks"] == 2)  # circles drawn over the line alike
+
+
+def test_manifest_names_the_width_only_where_it_overrides_the_rule() -> None:
+    rule_width = SyntheticSpec(k=2, rule="thesis", line_width=2).manifest()
+    assert rule_width == {"k": 2, "rule": "thesis", "subimage_size": 32, "radius": 4, "seed": 0}
+    assert SyntheticSpec(k=2, rule="thesis", line_width=3).manifest() == {**rule_width, "line_width": 3}
 
 
 def test_determinism() -> None:
@@ -205,7 +220,8 @@ def test_load_split_corrupt_file(tmp_path) -> None:
         load_split(bad)
 
 
-@pytest.mark.parametrize("kwargs", [{"k": 3, "rule": "paper"}, {"k": 1}, {"k": 0}, {"k": 2, "subimage_size": 8}])
+@pytest.mark.parametrize("kwargs", [{"k": 3, "rule": "paper"}, {"k": 1}, {"k": 0}, {"k": 2, "subimage_size": 8},
+                                    {"k": 2, "line_width": 0}])
 def test_bad_spec(kwargs: dict) -> None:
     with pytest.raises(DataError):
         SyntheticSpec(**kwargs)

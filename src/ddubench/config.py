@@ -99,18 +99,47 @@ def variant_spec(spec: str, variant: dict[str, Any]) -> str:
     return str(ModelSpec.parse("_".join([str(parsed), *tokens])))
 
 
+THESIS_RUN = "thesis"  # the derived run <run>-thesis of the thesis's synthetic experiments (config thesis.synthetic)
+
+
+def thesis_synthetic_ks(section: dict[str, Any]) -> list[int]:
+    """The k values the thesis's synthetic experiments of ``thesis.synthetic`` train on."""
+    ks = {section["table7_4"]["k"], section["fig7_6"]["k"], *section["fig7_8"]["ks"], *section["fig7_8"]["test_ks"]}
+    return sorted(ks)
+
+
+def derived_variants(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every derived run of ``config`` by name: its protocol-study variants, and ``thesis`` where the config has
+    ``thesis.synthetic`` (the thesis placement rule and image counts, the run's training with the section's
+    ``training`` laid over it)."""
+    variants = dict(protocol_variants(config))
+    section = config.get("thesis", {}).get("synthetic")
+    if section is not None:
+        if THESIS_RUN in variants:
+            raise ConfigError(f"protocol_study variant {THESIS_RUN!r} clashes with the thesis's derived run; rename it")
+        variants[THESIS_RUN] = {
+            "name": THESIS_RUN, "seeds": section["seeds"], "training": section.get("training", {}),
+            "description": "the thesis's synthetic experiments (thesis §7.2: placement rule thesis, line width 2)",
+            "synthetic": {"rule": "thesis", "counts": section["counts"], "ks": thesis_synthetic_ks(section)},
+        }
+    return variants
+
+
 def derived_config(base: dict[str, Any], variant_name: str, source: str = "<config>") -> dict[str, Any]:
     """The configuration of run ``<base run>-<variant>``: ``base`` with the variant's training and synthetic
-    settings laid over its own (validated like any configuration)."""
-    variants = protocol_variants(base)
+    settings (and seeds) laid over its own (validated like any configuration)."""
+    variants = derived_variants(base)
     if variant_name not in variants:
         raise ConfigError(f"{source}: run {base['run']}-{variant_name} names no protocol_study variant "
-                          f"{variant_name!r}; known: {', '.join(variants) or 'none'}")
+                          f"{variant_name!r} and no derived run; known: {', '.join(variants) or 'none'}")
     variant = variants[variant_name]
     derived = copy.deepcopy({key: value for key, value in base.items() if key != "protocol_study"})
     for section in ("training", "synthetic"):
         derived[section] = {**derived[section], **variant.get(section, {})}
+    if "seeds" in variant:
+        derived["seeds"] = list(variant["seeds"])
+        derived.pop("fewer_seeds", None)
     derived["run"] = f"{base['run']}-{variant_name}"
-    derived["description"] = f"{base.get('description', '').strip()} Protocol variant {variant_name}: " \
+    derived["description"] = f"{base.get('description', '').strip()} Derived run {variant_name}: " \
                              f"{variant['description']}"
-    return validate_config(derived, f"{source} (protocol_study variant {variant_name})")
+    return validate_config(derived, f"{source} ({variant_name} derived run)")

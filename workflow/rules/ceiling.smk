@@ -6,7 +6,8 @@ def ceiling_args(wildcards):
     cfg = run_config(wildcards.run)
     synthetic, ceiling = cfg["synthetic"], cfg["ceiling"]
     return (f"--rule {synthetic['rule']} --subimage-size {synthetic['subimage_size']} --seed {synthetic['data_seed']}"
-            f" --images {ceiling['images']} --background-samples {ceiling['background_samples']}")
+            f" --images {ceiling['images']} --background-samples {ceiling['background_samples']}"
+            f"{line_width_arg(synthetic)}")
 
 
 rule line_ceiling:

@@ -207,8 +207,13 @@ def synthetic_args(wildcards):
     counts = synthetic["counts"]
     return (
         f"--rule {synthetic['rule']} --subimage-size {synthetic['subimage_size']} --seed {synthetic['data_seed']} "
-        f"--train {counts['train']} --val {counts['val']} --test {counts['test']}"
+        f"--train {counts['train']} --val {counts['val']} --test {counts['test']}{line_width_arg(synthetic)}"
     )
+
+
+def line_width_arg(synthetic):
+    """`--line-width N` where a run's synthetic section overrides its placement rule's line width."""
+    return f" --line-width {synthetic['line_width']}" if synthetic.get("line_width") else ""
 
 
 def grid_evals(wildcards, on_own_k):
@@ -306,10 +311,14 @@ def run_outputs(run):
     scaling = f"scaling_{cfg['scaling']['device']}"
     study = "protocol_study" in cfg  # protocol.smk
     positional = "positional" in cfg.get("thesis", {})  # thesis.smk
+    thesis_synthetic = "synthetic" in cfg.get("thesis", {})  # thesis.smk
     tables = (TABLES + [scaling] + (["protocol_study"] if study else [])
-              + (["thesis_table6_2", "thesis_table6_3"] if positional else []))
+              + (["thesis_table6_2", "thesis_table6_3"] if positional else [])
+              + (["thesis_table7_4", "thesis_fig7_5", "thesis_fig7_6", "thesis_fig7_7", "thesis_fig7_8"]
+                 if thesis_synthetic else []))
     figures = (FIGURES + [scaling] + (["protocol_study", "protocol_by_distance"] if study else [])
-               + (["thesis_fig6_4", "thesis_fig6_5"] if positional else []))
+               + (["thesis_fig6_4", "thesis_fig6_5"] if positional else [])
+               + ([f"thesis_fig7_{n}" for n in range(3, 9)] if thesis_synthetic else []))
     return tables, figures
 
 

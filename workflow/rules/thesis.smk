@@ -133,3 +133,155 @@ rule thesis_fig6_5:
         "logs/{run}/thesis_fig6_5.log",
     shell:
         "{DDUBENCH} figure thesis_fig6_5 --out {output} > {log} 2>&1"
+
+
+# The thesis's synthetic experiments (§7.2) train in the derived run <run>-thesis (config thesis.synthetic:
+# thesis placement rule and image counts) through the ordinary generate_synthetic, train and evaluate rules.
+def thesis_models(wildcards, item):
+    """(derived run, k, spec, seed) of every model of one thesis item: `table7_4` (DDU-Net with communication,
+    without (F = 0) and the U-Net), `fig7_6` (DDU-Net(D, F, Y) for F <= 4 x 2^D and U-Net(D) per depth), `fig7_7`
+    (the largest F of depth 2 and U-Net(2)) or `fig7_8` (table7_4's three kinds at fig7_8's depth, on every k)."""
+    section = run_config(wildcards.run)["thesis"]["synthetic"]
+    run = f"{wildcards.run}-thesis"
+    if item in ("table7_4", "fig7_8"):
+        depth, features = section[item]["depth"], section[item]["features"]
+        specs = [f"ddunet_D{depth}_F{features}_CY", f"ddunet_D{depth}_F0_CY", f"unet_D{depth}"]
+        ks = section["fig7_8"]["ks"] if item == "fig7_8" else [section["table7_4"]["k"]]
+    else:
+        sweep = section["fig7_6"]
+        depths = [2] if item == "fig7_7" else sweep["depths"]
+        specs = []
+        for depth in depths:
+            features = [f for f in sweep["features"] if f <= 4 * 2**depth]
+            specs += [f"ddunet_D{depth}_F{f}_CY" for f in (features[-1:] if item == "fig7_7" else features)]
+            specs.append(f"unet_D{depth}")
+        ks = [sweep["k"]]
+    return [(run, k, canonical(spec), seed) for k in ks for spec in specs for seed in section["seeds"]]
+
+
+def thesis_files(item, name, first_seed_only=False):
+    """Input function: one file per model of a thesis item (`eval_k{k}.json`, `train.json`, `best.pt`; fig7_8:
+    `eval_k{test_k}.json` on every k' of fig7_8.test_ks)."""
+
+    def files(wildcards):
+        models = thesis_models(wildcards, item)
+        test_ks = run_config(wildcards.run)["thesis"]["synthetic"]["fig7_8"]["test_ks"]
+        first = models[0][3]
+        return [f"{run_dir(run, k, spec, seed)}/{name.format(k=k, test_k=test_k)}"
+                for run, k, spec, seed in models if not first_seed_only or seed == first
+                for test_k in (test_ks if "{test_k}" in name else [k])]
+
+    return files
+
+
+def thesis_test_data(item):
+    """Input function: the test split a thesis prediction figure draws its examples from."""
+
+    def data(wildcards):
+        run, k = thesis_models(wildcards, item)[0][:2]
+        return {"data": f"{data_dir(run, k)}/test.npz", "manifest": f"{data_dir(run, k)}/manifest.json"}
+
+    return data
+
+
+rule thesis_table7_4:
+    input:
+        thesis_files("table7_4", "eval_k{k}.json"),
+    output:
+        report_table("results/{run}/thesis_table7_4.csv"),
+        "results/{run}/thesis_table7_4.meta.json",
+    params:
+        config=run_config_file,
+    log:
+        "logs/{run}/thesis_table7_4.log",
+    shell:
+        "{DDUBENCH} table thesis_table7_4 --config {params.config} --evals {input} --out {output[0]} > {log} 2>&1"
+
+
+rule thesis_fig7_3:
+    input:
+        thesis_files("table7_4", "train.json", first_seed_only=True),
+    output:
+        report_figure("figures/{run}/thesis_fig7_3.pdf", "thesis_table7_4"),
+    log:
+        "logs/{run}/thesis_fig7_3.log",
+    shell:
+        "{DDUBENCH} figure thesis_fig7_3 --evals {input} --out {output} > {log} 2>&1"
+
+
+rule thesis_fig7_4:
+    input:
+        thesis_files("table7_4", "eval_k{k}.json", first_seed_only=True),
+    output:
+        report_figure("figures/{run}/thesis_fig7_4.pdf", "thesis_table7_4"),
+    log:
+        "logs/{run}/thesis_fig7_4.log",
+    shell:
+        "{DDUBENCH} figure thesis_fig7_4 --evals {input} --out {output} > {log} 2>&1"
+
+
+rule thesis_fig7_5:
+    input:
+        unpack(thesis_test_data("table7_4")),
+        checkpoints=thesis_files("table7_4", "best.pt", first_seed_only=True),
+    output:
+        csv=report_table("results/{run}/thesis_fig7_5.csv"),
+        meta="results/{run}/thesis_fig7_5.meta.json",
+        pdf=report_figure("figures/{run}/thesis_fig7_5.pdf"),
+    params:
+        examples=lambda wildcards: run_config(wildcards.run)["thesis"]["synthetic"]["table7_4"]["examples"],
+    threads: 1
+    log:
+        "logs/{run}/thesis_fig7_5.log",
+    shell:
+        "{DDUBENCH} predictions --checkpoints {input.checkpoints} --data {input.data}"
+        " --examples {params.examples} --pdf {output.pdf} --csv {output.csv} --threads {threads} > {log} 2>&1"
+
+
+rule thesis_sweep_table:
+    input:
+        lambda wildcards: thesis_files(wildcards.item, "eval_k{test_k}.json" if wildcards.item == "fig7_8"
+                                       else "eval_k{k}.json")(wildcards),
+    output:
+        report_table("results/{run}/thesis_{item}.csv"),
+        "results/{run}/thesis_{item}.meta.json",
+    wildcard_constraints:
+        item="fig7_6|fig7_8",
+    params:
+        config=run_config_file,
+    log:
+        "logs/{run}/thesis_{item}.log",
+    shell:
+        "{DDUBENCH} table thesis_{wildcards.item} --config {params.config} --evals {input} --out {output[0]}"
+        " > {log} 2>&1"
+
+
+rule thesis_sweep_figure:
+    input:
+        "results/{run}/thesis_{item}.csv",
+    output:
+        report_figure("figures/{run}/thesis_{item}.pdf", "thesis_{item}"),
+    wildcard_constraints:
+        item="fig7_6|fig7_8",
+    log:
+        "logs/{run}/thesis_{item}_figure.log",
+    shell:
+        "{DDUBENCH} figure thesis_{wildcards.item} --csv {input} --out {output} > {log} 2>&1"
+
+
+rule thesis_fig7_7:
+    input:
+        unpack(thesis_test_data("fig7_7")),
+        checkpoints=thesis_files("fig7_7", "best.pt", first_seed_only=True),
+    output:
+        csv=report_table("results/{run}/thesis_fig7_7.csv"),
+        meta="results/{run}/thesis_fig7_7.meta.json",
+        pdf=report_figure("figures/{run}/thesis_fig7_7.pdf"),
+    params:
+        examples=lambda wildcards: run_config(wildcards.run)["thesis"]["synthetic"]["fig7_6"]["examples"],
+    threads: 1
+    log:
+        "logs/{run}/thesis_fig7_7.log",
+    shell:
+        "{DDUBENCH} predictions --checkpoints {input.checkpoints} --data {input.data}"
+        " --examples {params.examples} --pdf {output.pdf} --csv {output.csv} --threads {threads} > {log} 2>&1"

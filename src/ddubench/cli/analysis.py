@@ -42,7 +42,8 @@ def cmd_ceiling(args: argparse.Namespace) -> None:
 
     set_threads(args.threads)
     started, clock = utc_now(), time.perf_counter()
-    data = SyntheticSpec(k=args.k, rule=args.rule, subimage_size=args.subimage_size, seed=args.seed)
+    data = SyntheticSpec(k=args.k, rule=args.rule, subimage_size=args.subimage_size, seed=args.seed,
+                         line_width=args.line_width)
     spec = ModelSpec.parse(args.model)
     if support_class(args.model) is None:
         raise DdubenchError(f"--model {args.model}: the ceiling is defined for the synthetic task's U-Net and DDU-Net "
@@ -72,6 +73,7 @@ def register(commands: Commands) -> None:
                    help="whose dependency regions count, e.g. unet_D3, ddunet_D3_F0_CY, ddunet_D3_F1_CY")
     p.add_argument("--k", type=int, required=True, help="subimages per image of the synthetic data")
     p.add_argument("--rule", default="journal", choices=["journal", "thesis"], help="circle placement rule of the data")
+    p.add_argument("--line-width", type=int, default=None, help="line width of the data instead of the rule's")
     p.add_argument("--subimage-size", type=int, default=32, help="subimage side in pixels")
     p.add_argument("--seed", type=int, default=0, help="data seed (the run's synthetic.data_seed)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"],

@@ -10,7 +10,8 @@ from ._shared import Commands, count_or_fraction
 def cmd_generate_synthetic(args: argparse.Namespace) -> None:
     from ..data.synthetic import SyntheticSpec, write_dataset
 
-    spec = SyntheticSpec(k=args.k, rule=args.rule, subimage_size=args.subimage_size, seed=args.seed)
+    spec = SyntheticSpec(k=args.k, rule=args.rule, subimage_size=args.subimage_size, seed=args.seed,
+                         line_width=args.line_width)
     write_dataset(spec, {"train": args.train, "val": args.val, "test": args.test}, args.out)
     print(f"wrote {args.out}")
 
@@ -56,6 +57,8 @@ def register(commands: Commands) -> None:
     p.add_argument("--k", type=int, required=True, help="subimages per image; images are (32k)x32")
     p.add_argument("--rule", choices=["journal", "thesis"], default="journal",
                    help="circle placement: journal = any other subimage, width 3; thesis = <= 1 subimage between, width 2")
+    p.add_argument("--line-width", type=int, default=None,
+                   help="line width in pixels instead of the rule's (same circle placements at every width)")
     p.add_argument("--subimage-size", type=int, default=32, help="side of one square subimage in pixels")
     p.add_argument("--train", type=int, default=4000, help="training images")
     p.add_argument("--val", type=int, default=1000, help="validation images")

@@ -202,6 +202,29 @@ def _thesis_positional(args: argparse.Namespace) -> tuple[object, dict]:
                    "(ddubench.training.positional); references computed from the data's geometry"}
 
 
+def _thesis_synthetic(args: argparse.Namespace) -> tuple[object, dict]:
+    """Thesis Table 7.4 and the numbers of Figs. 7.6 and 7.8: the models of the run's thesis experiments
+    (the derived run <run>-thesis) from their evaluation records."""
+    from ..config import derived_config, load_config
+    from ..io import read_json
+    from ..report import paper, thesis_synthetic
+    from ..report.tables import scale_note
+
+    _require(args, ("evals", f"the evaluation JSONs of the {args.name} models"),
+             ("config", "the run's config with its thesis.synthetic section"))
+    thesis_run = derived_config(load_config(args.config), "thesis", args.config)
+    note = scale_note(thesis_run, paper.THESIS_SYNTHETIC_COUNTS, "thesis")
+    if args.name == "thesis_fig7_6":
+        note += "; F in " + ", ".join(map(str, thesis_run["thesis"]["synthetic"]["fig7_6"]["features"])) + \
+            " up to 4 x 2^D (thesis: every power of two)"
+    if args.name == "thesis_fig7_8" and thesis_run["thesis"]["synthetic"]["fig7_8"].get("reduced_reason"):
+        section = thesis_run["thesis"]["synthetic"]["fig7_8"]
+        note += f"; trained on k in {', '.join(map(str, section['ks']))} only ({section['reduced_reason']})"
+    frame = getattr(thesis_synthetic, args.name)([read_json(path) for path in args.evals], note)
+    return frame, {"inputs": list(args.evals), "method": "scores from one confusion matrix over the test split per "
+                   "model and evaluation"}
+
+
 THESIS_EXACT_TABLES = ("thesis_table6_4", "thesis_table6_5", "thesis_table7_5", "thesis_table7_6")
 TABLE_BUILDERS: dict[str, TableBuilder] = {
     "table1": _baseline_table, "table2": _baseline_table, "table3": _deepglobe_table, "table4": _analysis_table,
@@ -210,6 +233,7 @@ TABLE_BUILDERS: dict[str, TableBuilder] = {
     "fig10": _synthetic_grid, "fig11": _synthetic_grid, "fig13": _deepglobe_table, "protocol": _protocol,
     "scaling": _scaling, "throughput": _throughput, **dict.fromkeys(THESIS_EXACT_TABLES, _thesis_exact),
     "thesis_table6_2": _thesis_positional, "thesis_table6_3": _thesis_positional,
+    **dict.fromkeys(("thesis_table7_4", "thesis_fig7_6", "thesis_fig7_8"), _thesis_synthetic),
 }
 
 
@@ -221,9 +245,14 @@ def cmd_table(args: argparse.Namespace) -> None:
     write_table(frame, args.out, args.config, started, clock, **extra)
 
 
-# figures drawn from records (--evals) or from the modules alone (ddubench.report.thesis_positional)
-RECORD_FIGURES = ("thesis_fig6_4",)
-MODULE_FIGURES = ("thesis_fig6_5",)
+# figures drawn from the files given with --evals: name -> (module of ddubench.report, drawing function(records or
+# paths, out), whether it takes the files' paths instead of their JSON)
+RECORD_FIGURES = {
+    "thesis_fig6_4": ("thesis_positional", "thesis_fig6_4", False),
+    "thesis_fig7_3": ("thesis_synthetic", "thesis_fig7_3", True),
+    "thesis_fig7_4": ("thesis_synthetic", "thesis_fig7_4", False),
+}
+MODULE_FIGURES = ("thesis_fig6_5",)  # from the modules alone (ddubench.report.thesis_positional)
 # figure name -> (module of ddubench.report, drawing function(csv, out)); fig9/fig11 are the heatmaps below
 FIGURE_DRAWERS = {
     "fig7": ("rf_memory", "fig7_figure"),
@@ -231,6 +260,8 @@ FIGURE_DRAWERS = {
     "protocol": ("protocol", "protocol_bars"),
     "protocol_distance": ("protocol", "protocol_distance"),
     "fig13": ("deepglobe_figures", "fig13_figure"),
+    "thesis_fig7_6": ("thesis_synthetic", "thesis_fig7_6_figure"),
+    "thesis_fig7_8": ("thesis_synthetic", "thesis_fig7_8_figure"),
 }
 HEATMAP_TITLES = {
     "fig9": ("Journal Fig. 9: line-class IoU, trained and tested on k subimages", "k (subimages)"),
@@ -245,11 +276,12 @@ def cmd_figure(args: argparse.Namespace) -> None:
 
     if args.name in RECORD_FIGURES:
         from ..io import read_json
-        from ..report import thesis_positional
 
         if not args.evals:
             raise DdubenchError(f"figure {args.name} is drawn from records: give them with --evals")
-        getattr(thesis_positional, args.name)([read_json(path) for path in args.evals], args.out)
+        module, function, takes_paths = RECORD_FIGURES[args.name]
+        inputs = list(args.evals) if takes_paths else [read_json(path) for path in args.evals]
+        getattr(importlib.import_module(f"ddubench.report.{module}"), function)(inputs, args.out)
     elif args.name in MODULE_FIGURES:
         from ..report import thesis_positional
 
@@ -295,7 +327,8 @@ def register(commands: Commands) -> None:
     p.add_argument("name", choices=[*HEATMAP_TITLES, *FIGURE_DRAWERS, *RECORD_FIGURES, *MODULE_FIGURES],
                    help="which figure")
     p.add_argument("--csv", help="results CSV the figure is drawn from (every figure but the thesis ones)")
-    p.add_argument("--evals", nargs="*", help="thesis_fig6_4: the `ddubench positional-encoding` records")
+    p.add_argument("--evals", nargs="*", help="thesis_fig6_4: the `ddubench positional-encoding` records; "
+                   "thesis_fig7_3: the models' train.json (history.csv beside each); thesis_fig7_4: their eval JSONs")
     p.add_argument("--out", required=True, help="figure PDF to write")
 
     p = commands.add("compare", cmd_compare, "Compare a Fig. 9/11 results CSV with the paper (Markdown summary).")

@@ -10,6 +10,9 @@ Two placement rules exist (paper_facts 3.1):
   authors' journal-era generator did; the line then spans the whole image at large k.
 - ``thesis``: at most one subimage between the two circles (1 or 2 subimages apart), line width 2.
 
+``line_width`` overrides the rule's width (e.g. the thesis placement with the journal's width 3); the
+placements do not depend on it, so two widths of one rule draw the same circles.
+
 Drawing uses Pillow's ``ImageDraw.line``/``ellipse``, the primitives the authors used, so line widths
 and circle rasterisation mean the same as in the paper.
 """
@@ -41,18 +44,27 @@ class SyntheticSpec:
     subimage_size: int = 32
     radius: int = 4
     seed: int = 0
+    line_width: int | None = None  # None: the rule's width (LINE_WIDTH)
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
             raise DataError(f"unknown placement rule {self.rule!r}; use one of {', '.join(RULES)}")
+        if self.line_width is None:
+            object.__setattr__(self, "line_width", LINE_WIDTH[self.rule])
+        if self.line_width < 1:
+            raise DataError(f"line width {self.line_width} px draws no line; use a width of at least 1 px")
         if self.k < 2:
             raise DataError(f"k={self.k} subimages cannot hold two circles in different subimages; use k >= 2")
         if 2 * self.radius + 1 > self.subimage_size:
             raise DataError(f"a circle of radius {self.radius} does not fit a {self.subimage_size}px subimage")
 
-    @property
-    def line_width(self) -> int:
-        return LINE_WIDTH[self.rule]
+    def manifest(self) -> dict[str, object]:
+        """The parameters a dataset's manifest records; the line width only where it overrides the rule's,
+        so the manifests (and records) of datasets written before the override existed stay valid."""
+        fields = asdict(self)
+        if self.line_width == LINE_WIDTH[self.rule]:
+            del fields["line_width"]
+        return fields
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -116,7 +128,7 @@ def write_dataset(spec: SyntheticSpec, counts: dict[str, int], out_dir: str | Pa
     """
     out_dir = Path(out_dir)
     manifest_path = out_dir / "manifest.json"
-    wanted = {"spec": asdict(spec), "line_width": spec.line_width, "counts": counts}
+    wanted = {"spec": spec.manifest(), "line_width": spec.line_width, "counts": counts}
     if manifest_path.exists():
         manifest = read_json(manifest_path)
         if {key: manifest.get(key) for key in wanted} == wanted and all(

@@ -71,6 +71,16 @@ ITEMS: dict[str, tuple[str, str, str]] = {
                         "networks for 1-8 feature maps on 2x2, 4x4 and 8x8 grids"),
     "thesis_table6_5": (THESIS, "Thesis Table 6.5", "memory per block of the wide U-Net (widths 64-1024) with an "
                         "F = 256 communication network"),
+    "thesis_table7_4": (THESIS, "Thesis Table 7.4 (and Figs. 7.3, 7.4)", "mean IoU (three classes), line-class precision, recall "
+                        "and accuracy of DDU-Net with and without communication and the U-Net on 2 subimages, their "
+                        "loss curves and normalised confusion matrices"),
+    "thesis_fig7_5": (THESIS, "Thesis Fig. 7.5", "the true mask and the masks the three Table 7.4 models predict"),
+    "thesis_fig7_6": (THESIS, "Thesis Fig. 7.6", "per-class IoU against the number of communicated maps F for "
+                      "depths 2, 3 and 4 on 3 subimages, beside the U-Nets of each depth"),
+    "thesis_fig7_7": (THESIS, "Thesis Fig. 7.7", "depth-2 predictions on 3 subimages: the true mask, DDU-Net with "
+                      "communication and the U-Net"),
+    "thesis_fig7_8": (THESIS, "Thesis Fig. 7.8", "line-class IoU of DDU-Net with and without communication and the "
+                      "U-Net (depth 4, F = 16), trained on k subimages and evaluated on k' without fine-tuning"),
     "thesis_table7_5": (THESIS, "Thesis Table 7.5", "parameters and memory per device of the Inria U-Net and DDU-Net "
                         "over N = 1, 2, 4 devices"),
     "thesis_table7_6": (THESIS, "Thesis Table 7.6", "parameters of the Inria model's down-sampling path, up-sampling "

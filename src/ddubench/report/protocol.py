@@ -66,7 +66,7 @@ def protocol_cells(config: dict[str, Any]) -> list[ProtocolCell]:
     study = config["protocol_study"]
     cells = []
     for variant in protocol_variants(config).values():
-        for k in study["ks"]:
+        for k in variant.get("ks", study["ks"]):
             for model in study["models"]:
                 model = str(ModelSpec.parse(model))
                 spec, run = variant_spec(model, variant), variant_run(config["run"], variant)

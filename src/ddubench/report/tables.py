@@ -75,21 +75,25 @@ def table10(config: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows).astype({"value_paper": "object", "value_ours": "object"})
 
 
-def scale_note(config: dict[str, Any]) -> str:
-    """Every way a configuration departs from the paper's synthetic protocol, in one sentence."""
+def scale_note(config: dict[str, Any], paper_counts: dict[str, int] = paper.SYNTHETIC_COUNTS,
+               paper_rule: str = "journal") -> str:
+    """Every way a configuration departs from the paper's synthetic protocol, in one sentence (the thesis's:
+    ``paper_counts`` and ``paper_rule`` of thesis §7.2; its Table 7.3 is journal Table 10)."""
     counts = config["synthetic"]["counts"]
     training = config["training"]
     parts = []
-    if counts != paper.SYNTHETIC_COUNTS:
+    if counts != paper_counts:
         parts.append(
             f"{counts['train']}/{counts['val']}/{counts['test']} train/val/test images per k "
-            f"(paper {paper.SYNTHETIC_COUNTS['train']}/{paper.SYNTHETIC_COUNTS['val']}/{paper.SYNTHETIC_COUNTS['test']})"
+            f"(paper {paper_counts['train']}/{paper_counts['val']}/{paper_counts['test']})"
         )
     for key in ("max_epochs", "min_epochs", "lr", "batch_size", "early_stopping_patience", "lr_patience", "dropout"):
         if training[key] != paper.TABLE10[key]:
             parts.append(f"{key} {training[key]} (paper {paper.TABLE10[key]})")
-    if config["synthetic"]["rule"] != "journal":
-        parts.append(f"placement rule {config['synthetic']['rule']} (paper: journal)")
+    if config["synthetic"]["rule"] != paper_rule:
+        parts.append(f"placement rule {config['synthetic']['rule']} (paper: {paper_rule})")
+    if config["synthetic"].get("line_width"):
+        parts.append(f"line width {config['synthetic']['line_width']} px (paper: the rule's)")
     parts.append(seeds_note(config))
     prefix = f"config {config['run']}: "
     return prefix + ("reduced scale: " if len(parts) > 1 else "") + "; ".join(parts)
