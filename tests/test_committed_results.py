@@ -98,6 +98,7 @@ CONFIG_KEYS: dict[str, list[str] | None] = {
     **dict.fromkeys(("thesis_table7_4", "thesis_fig7_6", "thesis_fig7_8"),
                     ["synthetic.subimage_size", "synthetic.data_seed", "training", "thesis.synthetic"]),
     "thesis_fig7_5": None, "thesis_fig7_7": None,
+    "thesis_fig6_8": [], "thesis_fig6_10": ["thesis.memory"],
     "fig5_synthetic_examples": None, "fig6_deepglobe_examples": None, "fig8_predictions": None,
     "fig10_predictions": None, "fig14_predictions": None, "fig15_errors": None,
 }

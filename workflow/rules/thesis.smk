@@ -285,3 +285,97 @@ rule thesis_fig7_7:
     shell:
         "{DDUBENCH} predictions --checkpoints {input.checkpoints} --data {input.data}"
         " --examples {params.examples} --pdf {output.pdf} --csv {output.csv} --threads {threads} > {log} 2>&1"
+
+
+# Thesis Figs. 6.8-6.10 (§6.3): memory timelines of a few training iterations (the U-Net in one process, DDU-Net
+# on two ranks) and the training peak against the resolution.
+def memory_config(wildcards):
+    return run_config(wildcards.run)["thesis"]["memory"]
+
+
+def memory_launch(wildcards):
+    """One process for the U-Net, two ranks for DDU-Net, one thread each, on the configured device."""
+    return Launch(wildcards.run, 2 if wildcards.model == "ddunet" else 1, memory_config(wildcards)["device"], 1)
+
+
+def memory_layout(wildcards):
+    """The model and the split of the square timeline image: whole for the U-Net, two halves for DDU-Net."""
+    cfg = memory_config(wildcards)
+    side = cfg["timeline_resolution"]
+    if wildcards.model == "unet":
+        return f"--model {cfg['unet']} --grid 1x1 --subimage {side}x{side}"
+    return f"--distributed --model {cfg['ddunet']} --grid 1x2 --subimage {side}x{side // 2}"
+
+
+rule thesis_memory_timeline:
+    output:
+        "results/{run}/thesis/memory_timeline_{model}.json",
+    wildcard_constraints:
+        model="unet|ddunet",
+    params:
+        launcher=lambda wildcards: DDUBENCH if wildcards.model == "unet" else f"{memory_launch(wildcards).torchrun()} -m ddubench",
+        layout=memory_layout,
+        cfg=memory_config,
+    threads: lambda wildcards: 2 if wildcards.model == "ddunet" else 1
+    resources:
+        **launch_resources(memory_launch),
+    log:
+        "logs/{run}/thesis/memory_timeline_{model}.log",
+    shell:
+        "{params.launcher} memory-timeline {params.layout} --in-channels 3 --num-classes 3"
+        " --iterations {params.cfg[iterations]} --device {params.cfg[device]} --threads 1 --out {output} > {log} 2>&1"
+
+
+rule thesis_fig6_8_table:
+    input:
+        expand("results/{{run}}/thesis/memory_timeline_{model}.json", model=["unet", "ddunet"]),
+    output:
+        report_table("results/{run}/thesis_fig6_8.csv"),
+        "results/{run}/thesis_fig6_8.meta.json",
+    params:
+        config=run_config_file,
+    log:
+        "logs/{run}/thesis_fig6_8.log",
+    shell:
+        "{DDUBENCH} table thesis_fig6_8 --config {params.config} --evals {input} --out {output[0]} > {log} 2>&1"
+
+
+rule thesis_timeline_figure:
+    input:
+        lambda wildcards: f"results/{wildcards.run}/thesis/memory_timeline_{'unet' if wildcards.n == '8' else 'ddunet'}.json",
+    output:
+        report_figure("figures/{run}/thesis_fig6_{n}.pdf", "thesis_fig6_8"),
+    wildcard_constraints:
+        n="8|9",
+    log:
+        "logs/{run}/thesis_fig6_{n}.log",
+    shell:
+        "{DDUBENCH} figure thesis_fig6_{wildcards.n} --evals {input} --out {output} > {log} 2>&1"
+
+
+rule thesis_fig6_10_table:
+    output:
+        report_table("results/{run}/thesis_fig6_10.csv"),
+        "results/{run}/thesis_fig6_10.meta.json",
+    params:
+        config=run_config_file,
+        device=lambda wildcards: memory_config(wildcards)["device"],
+    threads: 1
+    resources:
+        **gpu_resources(lambda wildcards: memory_config(wildcards)["device"]),
+    log:
+        "logs/{run}/thesis_fig6_10.log",
+    shell:
+        "{DDUBENCH} table thesis_fig6_10 --config {params.config} --device {params.device} --threads {threads}"
+        " --out {output[0]} > {log} 2>&1"
+
+
+rule thesis_fig6_10_figure:
+    input:
+        "results/{run}/thesis_fig6_10.csv",
+    output:
+        report_figure("figures/{run}/thesis_fig6_10.pdf"),
+    log:
+        "logs/{run}/thesis_fig6_10_figure.log",
+    shell:
+        "{DDUBENCH} figure thesis_fig6_10 --csv {input} --out {output} > {log} 2>&1"

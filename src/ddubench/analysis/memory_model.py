@@ -256,6 +256,13 @@ class MemoryModel:
             carried = block.carried_bytes
         return max(peak, live + carried)
 
+    @property
+    def training_bytes(self) -> int:
+        """Thesis §6.3's theoretical training memory: the stored weights and buffers, a gradient and Adam's two
+        moments per weight, and every feature map the backward pass needs (all blocks' ``saved_bytes``)."""
+        weights = sum(block.weights for block in self.blocks)
+        return self.model_bytes + 3 * FLOAT_BYTES * weights + sum(block.saved_bytes for block in self.blocks)
+
 
 def model_bytes(model: nn.Module) -> int:
     """Bytes of parameters and buffers (BatchNorm running statistics)."""

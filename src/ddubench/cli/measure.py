@@ -115,8 +115,50 @@ def cmd_scaling(args: argparse.Namespace) -> None:
                       f"{r['peak_mem_bytes'] / 2**20:.1f} MB, {r['time_median_s'] * 1e3:.1f} ms")
 
 
+def cmd_memory_timeline(args: argparse.Namespace) -> None:
+    """Record training steps' memory over time, in one process or, with --distributed, on every torchrun rank."""
+    from ..io import write_json
+    from ..measure.memory_timeline import LocalTraining, record_timeline
+    from ..provenance import provenance, utc_now
+
+    set_threads(args.threads)
+    started, clock = utc_now(), time.perf_counter()
+    io = (args.in_channels, args.num_classes) if args.in_channels else None
+    if (args.in_channels is None) != (args.num_classes is None):
+        raise DdubenchError("--in-channels and --num-classes go together; give both or neither")
+    layout = {"spec": args.model, "grid": list(args.grid), "subimage": list(args.subimage),
+              "batch_size": args.batch_size, "iterations": args.iterations}
+
+    def write(records: list[dict], world_size: int) -> None:
+        write_json(args.out, {"records": records, "provenance": provenance(
+            started=started, wall_time_s=time.perf_counter() - clock, world_size=world_size,
+            method=records[0]["method"])})
+        peaks = ", ".join(f"rank {r['rank']} {r['peak_bytes'] / 2**20:.1f} MB" for r in records)
+        print(f"{records[0]['label']}: {args.iterations} training iterations recorded; peak {peaks}")
+
+    if not args.distributed:
+        device = resolve_device(args.device)
+        training = LocalTraining(args.model, args.grid, args.subimage, args.batch_size, io, device)
+        record = record_timeline(training, device, args.iterations)
+        write([{**layout, "label": training.spec.label, "params": training.params, "world_size": 1, "rank": 0,
+                "device": str(device), **record}], 1)
+        return
+    from ..distributed.runtime import distributed
+    from ..measure.scaling import gather_records
+    from ..measure.train_ranks import rank_training
+
+    with distributed(device=args.device) as ctx:
+        training = rank_training(args.model, ctx, args.grid, args.subimage, args.batch_size, io)
+        record = record_timeline(training, ctx.device, args.iterations)
+        records = gather_records({**layout, "label": training.spec.label, "params": training.params,
+                                  "world_size": ctx.world_size, "rank": ctx.rank, "device": str(ctx.device),
+                                  "backend": ctx.backend, **record})
+        if ctx.is_main:
+            write(records, ctx.world_size)
+
+
 def register(commands: Commands) -> None:
-    """measure, inference, scaling."""
+    """measure, inference, scaling, memory-timeline."""
     p = commands.add("measure", cmd_measure,
                      "Measure a model: parameter count, or training-step time on random data.", outputs=("out",))
     p.add_argument("what", choices=["params", "step-time"], help="parameter count or training-step time")
@@ -169,3 +211,21 @@ def register(commands: Commands) -> None:
     p.add_argument("--out", required=True, help="JSON with every rank's record (written by rank 0)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per rank")
     p.add_argument("--device", default="cpu", help="cpu (gloo) or cuda/auto (NCCL, cuda:LOCAL_RANK)")
+
+    p = commands.add("memory-timeline", cmd_memory_timeline,
+                     "Memory over time during a few training iterations (thesis Figs. 6.8, 6.9): PyTorch's allocator "
+                     "recording on CUDA, live tensors by category on CPU; --distributed records every torchrun rank.",
+                     outputs=("out",))
+    p.add_argument("--model", required=True, help="model spec, e.g. unet_D4_W16 or ddunet_D4_F64_CY_W16")
+    p.add_argument("--grid", type=resolution, default=(1, 1), metavar="ROWSxCOLS", help="subimages of the image")
+    p.add_argument("--subimage", type=resolution, required=True, metavar="HxW", help="one subimage in pixels")
+    p.add_argument("--in-channels", type=int, help="input channels (with --num-classes; default: the spec's data)")
+    p.add_argument("--num-classes", type=int, help="classes (with --in-channels)")
+    p.add_argument("--batch-size", type=int, default=1, help="images per step")
+    p.add_argument("--iterations", type=int, default=5, help="training iterations recorded (thesis: 5)")
+    p.add_argument("--distributed", action="store_true",
+                   help="split a DDU-Net's subimages over the ranks of torchrun (torchrun --nproc-per-node P -m "
+                        "ddubench memory-timeline --distributed ...); rank 0 writes every rank's timeline")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (with --distributed: cpu, cuda or auto)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--out", required=True, help="JSON with one record (timeline) per rank")

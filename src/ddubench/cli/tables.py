@@ -225,6 +225,28 @@ def _thesis_synthetic(args: argparse.Namespace) -> tuple[object, dict]:
                    "model and evaluation"}
 
 
+def _thesis_memory(args: argparse.Namespace) -> tuple[object, dict]:
+    """Thesis Figs. 6.8/6.9 (from `ddubench memory-timeline` records) and 6.10 (measured here, with the theory)."""
+    from ..io import read_json
+    from ..report import thesis_memory
+
+    if args.name == "thesis_fig6_8":
+        _require(args, ("evals", "the JSON files written by `ddubench memory-timeline`"))
+        files = [read_json(path) for path in args.evals]
+        return thesis_memory.thesis_fig6_8_table(files), {
+            "inputs": list(args.evals), "method": files[0]["provenance"]["method"]}
+    from ..config import load_config
+
+    _require(args, ("config", "the run's config with its thesis.memory section"))
+    section = load_config(args.config).get("thesis", {}).get("memory")
+    if section is None:
+        raise DdubenchError(f"{args.config} has no thesis.memory section; add one (see config/cpu.yaml)")
+    set_threads(args.threads)
+    device = resolve_device(args.device or section["device"])
+    return thesis_memory.thesis_fig6_10(section["ddunet"], section["peak_resolutions"], device), {
+        "method": "theory: ddubench.analysis.memory_model training_bytes; measured: peak of one training step"}
+
+
 THESIS_EXACT_TABLES = ("thesis_table6_4", "thesis_table6_5", "thesis_table7_5", "thesis_table7_6")
 TABLE_BUILDERS: dict[str, TableBuilder] = {
     "table1": _baseline_table, "table2": _baseline_table, "table3": _deepglobe_table, "table4": _analysis_table,
@@ -234,6 +256,7 @@ TABLE_BUILDERS: dict[str, TableBuilder] = {
     "scaling": _scaling, "throughput": _throughput, **dict.fromkeys(THESIS_EXACT_TABLES, _thesis_exact),
     "thesis_table6_2": _thesis_positional, "thesis_table6_3": _thesis_positional,
     **dict.fromkeys(("thesis_table7_4", "thesis_fig7_6", "thesis_fig7_8"), _thesis_synthetic),
+    "thesis_fig6_8": _thesis_memory, "thesis_fig6_10": _thesis_memory,
 }
 
 
@@ -251,6 +274,8 @@ RECORD_FIGURES = {
     "thesis_fig6_4": ("thesis_positional", "thesis_fig6_4", False),
     "thesis_fig7_3": ("thesis_synthetic", "thesis_fig7_3", True),
     "thesis_fig7_4": ("thesis_synthetic", "thesis_fig7_4", False),
+    "thesis_fig6_8": ("thesis_memory", "thesis_fig6_8", False),
+    "thesis_fig6_9": ("thesis_memory", "thesis_fig6_9", False),
 }
 MODULE_FIGURES = ("thesis_fig6_5",)  # from the modules alone (ddubench.report.thesis_positional)
 # figure name -> (module of ddubench.report, drawing function(csv, out)); fig9/fig11 are the heatmaps below
@@ -262,6 +287,7 @@ FIGURE_DRAWERS = {
     "fig13": ("deepglobe_figures", "fig13_figure"),
     "thesis_fig7_6": ("thesis_synthetic", "thesis_fig7_6_figure"),
     "thesis_fig7_8": ("thesis_synthetic", "thesis_fig7_8_figure"),
+    "thesis_fig6_10": ("thesis_memory", "thesis_fig6_10_figure"),
 }
 HEATMAP_TITLES = {
     "fig9": ("Journal Fig. 9: line-class IoU, trained and tested on k subimages", "k (subimages)"),

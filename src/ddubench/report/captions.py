@@ -71,6 +71,10 @@ ITEMS: dict[str, tuple[str, str, str]] = {
                         "networks for 1-8 feature maps on 2x2, 4x4 and 8x8 grids"),
     "thesis_table6_5": (THESIS, "Thesis Table 6.5", "memory per block of the wide U-Net (widths 64-1024) with an "
                         "F = 256 communication network"),
+    "thesis_fig6_8": (THESIS, "Thesis Figs. 6.8 and 6.9", "memory over five training iterations at 1024x1024, of "
+                      "the U-Net on one GPU and of DDU-Net on two (torch's allocation recording)"),
+    "thesis_fig6_10": (THESIS, "Thesis Fig. 6.10", "theoretical and measured training peak memory of the U-Net "
+                       "encoder-decoder with a communication network on 64 maps, against the square resolution"),
     "thesis_table7_4": (THESIS, "Thesis Table 7.4 (and Figs. 7.3, 7.4)", "mean IoU (three classes), line-class precision, recall "
                         "and accuracy of DDU-Net with and without communication and the U-Net on 2 subimages, their "
                         "loss curves and normalised confusion matrices"),
