@@ -23,6 +23,7 @@ def test_paper_variants_derive_their_runs() -> None:
     assert driver["training"]["dropout"] == 0.1  # untouched settings stay the run's
     assert derived_config(paper, "thesis_data")["synthetic"]["rule"] == "thesis"
     assert derived_config(paper, "thesis_rule")["synthetic"] == {**paper["synthetic"], "rule": "thesis", "line_width": 3}
+    assert derived_config(paper, "thesis_rule")["seeds"] == [0] and derived_config(paper, "driver")["seeds"] == [0, 1, 2]
     assert derived_config(paper, "converge")["training"]["max_epochs"] == 120
     with pytest.raises(ConfigError, match="names no protocol_study variant 'nope' and no derived run"):
         derived_config(paper, "nope")

@@ -113,15 +113,23 @@ def derived_variants(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     ``thesis.synthetic`` (the thesis placement rule and image counts, the run's training with the section's
     ``training`` laid over it)."""
     variants = dict(protocol_variants(config))
-    section = config.get("thesis", {}).get("synthetic")
+    thesis = config.get("thesis", {})
+    section, ablation = thesis.get("synthetic"), thesis.get("deepglobe_ablation")
+    if section is None and ablation is None:
+        return variants
+    if THESIS_RUN in variants:
+        raise ConfigError(f"protocol_study variant {THESIS_RUN!r} clashes with the thesis's derived run; rename it")
+    variant: dict[str, Any] = {
+        "name": THESIS_RUN, "description": "the thesis's own experiments (thesis §7.2: placement rule thesis, line "
+                                           "width 2; §7.4: DeepGlobe with Table 7.10's hyperparameters)"}
     if section is not None:
-        if THESIS_RUN in variants:
-            raise ConfigError(f"protocol_study variant {THESIS_RUN!r} clashes with the thesis's derived run; rename it")
-        variants[THESIS_RUN] = {
-            "name": THESIS_RUN, "seeds": section["seeds"], "training": section.get("training", {}),
-            "description": "the thesis's synthetic experiments (thesis §7.2: placement rule thesis, line width 2)",
-            "synthetic": {"rule": "thesis", "counts": section["counts"], "ks": thesis_synthetic_ks(section)},
-        }
+        variant.update(seeds=section["seeds"], training=section.get("training", {}),
+                       synthetic={"rule": "thesis", "counts": section["counts"], "ks": thesis_synthetic_ks(section)})
+    if ablation is not None:
+        from .report.paper import THESIS_TABLE7_10
+
+        variant["deepglobe_training"] = {**THESIS_TABLE7_10, **ablation["training"], "seeds": ablation["seeds"]}
+    variants[THESIS_RUN] = variant
     return variants
 
 
@@ -136,6 +144,9 @@ def derived_config(base: dict[str, Any], variant_name: str, source: str = "<conf
     derived = copy.deepcopy({key: value for key, value in base.items() if key != "protocol_study"})
     for section in ("training", "synthetic"):
         derived[section] = {**derived[section], **variant.get(section, {})}
+    if "deepglobe_training" in variant:
+        derived.setdefault("deepglobe", {})["training"] = {**derived.get("deepglobe", {}).get("training", {}),
+                                                           **variant["deepglobe_training"]}
     if "seeds" in variant:
         derived["seeds"] = list(variant["seeds"])
         derived.pop("fewer_seeds", None)

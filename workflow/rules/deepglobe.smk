@@ -9,13 +9,14 @@ DeepGlobe folder is kept, so it is cut once and reused.
 
 
 def deepglobe_dir(run):
-    """Where the prepared (split, cropped, class-id) DeepGlobe data of a run lives."""
-    return f"data/{run}/deepglobe"
+    """Where the prepared (split, cropped, class-id) DeepGlobe data of a run lives; a derived run <run>-<name>
+    uses its base run's (derived runs change training settings, never the DeepGlobe data)."""
+    return f"data/{run.split('-', 1)[0]}/deepglobe"
 
 
 def deepglobe_fake_dir(run):
-    """Where the generated DeepGlobe-format tiles of a run live."""
-    return f"data/{run}/deepglobe_fake"
+    """Where the generated DeepGlobe-format tiles of a run (or of a derived run's base) live."""
+    return f"data/{run.split('-', 1)[0]}/deepglobe_fake"
 
 
 def deepglobe_root(wildcards):

@@ -379,3 +379,80 @@ rule thesis_fig6_10_figure:
         "logs/{run}/thesis_fig6_10_figure.log",
     shell:
         "{DDUBENCH} figure thesis_fig6_10 --csv {input} --out {output} > {log} 2>&1"
+
+
+# Thesis Tables 7.11-7.13 and Fig. 7.15 (§7.4): the DeepGlobe ablation of the extra bottleneck convolutions, trained
+# in the derived run <run>-thesis (thesis Table 7.10's hyperparameters) by the ordinary deepglobe rules.
+def ablation_cells(run):
+    """(P, spec) of the six ablation models: with communication and without (P x P subimages) and the U-Net
+    (P = 1), each with (spec as is) and without (`_XN`) the extra bottleneck convolutions."""
+    ablation = run_config(run)["thesis"]["deepglobe_ablation"]
+    resnet, features, partition = ablation["resnet"], ablation["features"], ablation["partition"]
+    return [(p, canonical(f"resnetddunet_R{resnet}_F{f}_C{c}{extra}"))
+            for extra in ("", "_XN") for p, f, c in ((partition, features, "Y"), (partition, 0, "N"), (1, 0, "N"))]
+
+
+def ablation_eval(run, partition, spec, seed, split):
+    """An ablation model's evaluation on ``split``: DDU-Nets at their own subimage side, the U-Net on whole crops."""
+    directory = fig13_model_dir(run, partition, spec, seed)
+    if partition == 1 and split != "train":
+        return f"{directory}/eval_{split}_S{run_config(run)['deepglobe']['crop']['test']}.json"
+    return f"{directory}/eval_{split}.json"
+
+
+def ablation_evals(wildcards):
+    run = f"{wildcards.run}-thesis"
+    seeds = run_config(run)["deepglobe"]["training"]["seeds"]
+    return [ablation_eval(run, partition, spec, seed, split) for partition, spec in ablation_cells(wildcards.run)
+            for seed in seeds for split in ("train", "val", "test")]
+
+
+def ablation_checkpoints(wildcards):
+    """Best checkpoints of the six models (first seed), with and without the extra convolutions alternating."""
+    run = f"{wildcards.run}-thesis"
+    seed = run_config(run)["deepglobe"]["training"]["seeds"][0]
+    return [f"{fig13_model_dir(run, partition, spec, seed)}/best.pt" for partition, spec in ablation_cells(wildcards.run)]
+
+
+rule thesis_ablation_table:
+    input:
+        ablation_evals,
+    output:
+        report_table("results/{run}/thesis_table7_{n}.csv"),
+        "results/{run}/thesis_table7_{n}.meta.json",
+    wildcard_constraints:
+        n="11|12|13",
+    params:
+        config=run_config_file,
+    log:
+        "logs/{run}/thesis_table7_{n}.log",
+    shell:
+        "{DDUBENCH} table thesis_table7_{wildcards.n} --config {params.config} --evals {input} --out {output[0]}"
+        " > {log} 2>&1"
+
+
+rule thesis_fig7_15:
+    input:
+        lambda wildcards: [f"{deepglobe_dir(wildcards.run + '-thesis')}/{name}"
+                           for name in ("manifest.json", "test/images.npy", "test/masks.npy")],
+        checkpoints=ablation_checkpoints,
+    output:
+        pdf=report_figure("figures/{run}/thesis_fig7_15.pdf"),
+        csv=report_table("results/{run}/thesis_fig7_15.csv"),
+        meta="results/{run}/thesis_fig7_15.meta.json",
+        errors_pdf="figures/{run}/thesis_fig7_15_errors.pdf",
+        errors_csv="results/{run}/thesis_fig7_15_errors.csv",
+    params:
+        subimages=lambda wildcards: " ".join("whole" if partition == 1 else "own"
+                                             for partition, _ in ablation_cells(wildcards.run)),
+        data=lambda wildcards: f"{deepglobe_dir(wildcards.run + '-thesis')}/test",
+        examples=lambda wildcards: run_config(wildcards.run)["thesis"]["deepglobe_ablation"]["examples"],
+        device=lambda wildcards: run_config(wildcards.run + "-thesis")["deepglobe"]["training"]["device"],
+    threads: 1
+    log:
+        "logs/{run}/thesis_fig7_15.log",
+    shell:
+        "{DDUBENCH} deepglobe-predictions --checkpoints {input.checkpoints} --subimages {params.subimages}"
+        " --data {params.data} --examples {params.examples} --pdf14 {output.pdf} --csv14 {output.csv}"
+        " --pdf15 {output.errors_pdf} --csv15 {output.errors_csv} --device {params.device} --threads {threads}"
+        " --no-progress > {log} 2>&1"

@@ -247,6 +247,26 @@ def _thesis_memory(args: argparse.Namespace) -> tuple[object, dict]:
         "method": "theory: ddubench.analysis.memory_model training_bytes; measured: peak of one training step"}
 
 
+def _thesis_deepglobe(args: argparse.Namespace) -> tuple[object, dict]:
+    """Thesis Tables 7.11-7.13: the DeepGlobe bottleneck-convolution ablation from its evaluation records."""
+    from ..config import derived_config, load_config
+    from ..io import read_json
+    from ..report import thesis_deepglobe
+
+    _require(args, ("evals", "the ablation models' eval JSONs (train, val and test)"),
+             ("config", "the run's config with its thesis.deepglobe_ablation section"))
+    thesis_run = derived_config(load_config(args.config), "thesis", args.config)
+    records = [read_json(path) for path in args.evals]
+    crop, note = thesis_run["deepglobe"]["crop"]["train"], thesis_deepglobe.ablation_note(thesis_run)
+    if args.name == "thesis_table7_13":
+        frame = thesis_deepglobe.thesis_table7_13(records, crop, note)
+    else:
+        frame = thesis_deepglobe.thesis_per_class(records, crop, "with" if args.name == "thesis_table7_12"
+                                                  else "without", note)
+    return frame, {"inputs": list(args.evals), "method": "IoU from one confusion matrix per split ('unknown' "
+                   "ignored), mean over seeds"}
+
+
 THESIS_EXACT_TABLES = ("thesis_table6_4", "thesis_table6_5", "thesis_table7_5", "thesis_table7_6")
 TABLE_BUILDERS: dict[str, TableBuilder] = {
     "table1": _baseline_table, "table2": _baseline_table, "table3": _deepglobe_table, "table4": _analysis_table,
@@ -257,6 +277,7 @@ TABLE_BUILDERS: dict[str, TableBuilder] = {
     "thesis_table6_2": _thesis_positional, "thesis_table6_3": _thesis_positional,
     **dict.fromkeys(("thesis_table7_4", "thesis_fig7_6", "thesis_fig7_8"), _thesis_synthetic),
     "thesis_fig6_8": _thesis_memory, "thesis_fig6_10": _thesis_memory,
+    **dict.fromkeys(("thesis_table7_11", "thesis_table7_12", "thesis_table7_13"), _thesis_deepglobe),
 }
 
 

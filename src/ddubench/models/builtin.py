@@ -25,6 +25,9 @@ register_spec_key("I", "init", _choice({"H": "he", "T": "torch"}), lambda v: v[0
 # The coarse network's kernel and depth (journal: 5 and 3; the thesis varies them).
 register_spec_key("K", "coarse_kernel", int)
 register_spec_key("H", "coarse_layers", int)
+# The ResNet encoder's two extra bottleneck convolutions (journal: always; thesis Tables 7.11-7.13: with and without).
+register_spec_key("X", "inter_conv", lambda value: _choice({"Y": "yes", "N": "no"})(value) == "yes",
+                  lambda value: "Y" if value else "N")
 
 
 @register_model(
@@ -59,10 +62,11 @@ def build_ddunet(
 @register_model(
     "resnetddunet",
     keys=("R", "F", "C"),
-    optional_keys=("B", "K", "H"),
+    optional_keys=("B", "K", "H", "X"),
     defaults={"resnet": 18, "features": 0, "communicate": True, "frozen_bn": "eval", "coarse_kernel": 5,
-              "coarse_layers": 3},
-    label=lambda p: f"DDU-Net(4,{p['features']},{'Y' if p['communicate'] else 'N'}) ResNet{p['resnet']}",
+              "coarse_layers": 3, "inter_conv": True},
+    label=lambda p: f"DDU-Net(4,{p['features']},{'Y' if p['communicate'] else 'N'}) ResNet{p['resnet']}"
+                    + ("" if p["inter_conv"] else " w/o extra bottleneck convs"),
     io=(3, 7),
 )
 def build_resnet_ddunet(

@@ -5,6 +5,7 @@ Encoder (ResNet18 or ResNet50, torchvision's modules; layer4, avgpool and fc are
 - block1 = conv1 + bn1 + relu (stride 2), block2 = maxpool + layer1 (H/4), block3 = layer2 (H/8),
   block4 = layer3 (H/16), then the "inter-conv": two trainable 3x3 convolutions (a DoubleConv) on the
   256 (ResNet18) or 1024 (ResNet50) bottleneck channels. The coarse network exchanges the last F of them.
+  ``inter_conv=False`` (spec token ``_XN``) leaves the inter-conv out, the thesis's ablation (Tables 7.11-7.13).
 - Blocks 1-4 are frozen (``requires_grad = False``). Their BatchNorm layers stay in eval mode when the
   model is put in training mode (``frozen_bn="eval"``, the default), so frozen means frozen: the running
   statistics never change. ``frozen_bn="train"`` is the authors' behaviour: their code called
@@ -82,7 +83,8 @@ class ResNetEncoder(nn.Module):
     """Frozen ResNet blocks 1-4 plus the trainable inter-conv; returns [block1, block2, block3, bottleneck]."""
 
     def __init__(
-        self, depth: int = 18, weights_path: str | Path | None = None, frozen_bn: str = "eval", dropout: float = 0.0
+        self, depth: int = 18, weights_path: str | Path | None = None, frozen_bn: str = "eval", dropout: float = 0.0,
+        inter_conv: bool = True,
     ) -> None:
         super().__init__()
         if frozen_bn not in FROZEN_BN_MODES:
@@ -95,7 +97,9 @@ class ResNetEncoder(nn.Module):
         self.block3 = resnet.layer2
         self.block4 = resnet.layer3
         self.frozen_blocks().requires_grad_(False)
-        self.inter_conv = DoubleConv(self.out_channels[-1], self.out_channels[-1], dropout)
+        # thesis Tables 7.11-7.13 compare models without it (an identity here)
+        channels = self.out_channels[-1]
+        self.inter_conv = DoubleConv(channels, channels, dropout) if inter_conv else nn.Identity()
 
     def frozen_blocks(self) -> nn.ModuleList:
         """The four pretrained ResNet blocks (their parameters never train)."""
@@ -155,6 +159,7 @@ class ResNetDDUNet(DDUNetBase):
         dropout: float = 0.0,
         weights_path: str | Path | None = None,
         frozen_bn: str = "eval",
+        inter_conv: bool = True,
     ) -> None:
         super().__init__()
         if in_channels != 3:
@@ -174,7 +179,7 @@ class ResNetDDUNet(DDUNetBase):
         self.features = features
         self.communicate = communicate
         self.subimage_size = tuple(subimage_size)
-        self.encoder = ResNetEncoder(resnet, weights_path, frozen_bn, dropout)
+        self.encoder = ResNetEncoder(resnet, weights_path, frozen_bn, dropout, inter_conv)
         self.coarse = CoarseNetwork(features, coarse_kernel, coarse_layers, dropout) if features else None
         self.decoder = ResNetDecoder(self.encoder.out_channels, dropout)
         self.head = nn.Conv2d(self.decoder.out_channels, num_classes, kernel_size=1)

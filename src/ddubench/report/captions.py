@@ -85,6 +85,13 @@ ITEMS: dict[str, tuple[str, str, str]] = {
                       "communication and the U-Net"),
     "thesis_fig7_8": (THESIS, "Thesis Fig. 7.8", "line-class IoU of DDU-Net with and without communication and the "
                       "U-Net (depth 4, F = 16), trained on k subimages and evaluated on k' without fine-tuning"),
+    "thesis_table7_11": (THESIS, "Thesis Table 7.11", "DeepGlobe test IoU per class of DDU-Net with and without "
+                         "communication and the U-Net, without the two extra bottleneck convolutions"),
+    "thesis_table7_12": (THESIS, "Thesis Table 7.12", "the same with the extra bottleneck convolutions"),
+    "thesis_table7_13": (THESIS, "Thesis Table 7.13", "train, test and validation mIoU of the three models with and "
+                         "without the extra bottleneck convolutions"),
+    "thesis_fig7_15": (THESIS, "Thesis Fig. 7.15", "DeepGlobe predictions of the three models without and with the "
+                       "extra bottleneck convolutions, beside the true mask and the image"),
     "thesis_table7_5": (THESIS, "Thesis Table 7.5", "parameters and memory per device of the Inria U-Net and DDU-Net "
                         "over N = 1, 2, 4 devices"),
     "thesis_table7_6": (THESIS, "Thesis Table 7.6", "parameters of the Inria model's down-sampling path, up-sampling "
