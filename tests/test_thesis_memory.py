@@ -12,7 +12,12 @@ import pytest
 import torch
 
 from ddubench.errors import DdubenchError
-from ddubench.measure.memory_timeline import LocalTraining, record_timeline, timeline_from_cuda_snapshot
+from ddubench.measure.memory_timeline import (
+    LocalTraining,
+    compact,
+    timeline_from_cuda_snapshot,
+    training_timeline,
+)
 from ddubench.report.thesis_memory import MB, thesis_fig6_8, thesis_fig6_8_table, thesis_fig6_10
 
 CPU = torch.device("cpu")
@@ -22,7 +27,8 @@ CPU = torch.device("cpu")
 def unet_timeline() -> tuple[LocalTraining, dict]:
     torch.set_num_threads(1)
     training = LocalTraining("unet_D2", (1, 1), (32, 32), 2, None, CPU)
-    return training, record_timeline(training, CPU, 2)
+    return training, training_timeline(training.loss, training.backward, training.optimizer.step, CPU,
+                                       training.external(), 2)
 
 
 def test_timeline_marks_every_phase_in_order(unet_timeline) -> None:
@@ -62,8 +68,22 @@ def test_cuda_snapshot_to_timeline() -> None:
     assert timeline_from_cuda_snapshot(snapshot, 0) == [{"Total": 1280}, {"Total": 256}, {"Total": 512}]
 
 
+def test_compact_keeps_every_peak(unet_timeline) -> None:
+    _, record = unet_timeline
+    small = compact(record, max_points=50)
+    assert len(small["samples"]) <= 50 and small["samples_total"] == len(record["samples"])
+    assert max(s["Total"] for s in small["samples"]) == record["peak_bytes"]
+    assert [s["op"] for s in small["samples"]] == sorted(s["op"] for s in small["samples"])
+    for sample in small["samples"]:  # each kept sample is the original one at its index
+        assert {k: v for k, v in sample.items() if k != "op"} == record["samples"][sample["op"]]
+    peaks = small["phase_peaks"]
+    assert [(p["iteration"], p["phase"]) for p in peaks] == [(m["iteration"], m["phase"]) for m in record["marks"]]
+    assert max(p["Total"] for p in peaks) == record["peak_bytes"]
+
+
 def test_fig6_8_table_and_figure(unet_timeline, tmp_path: Path) -> None:
-    training, record = unet_timeline
+    training, raw = unet_timeline
+    record = compact(raw, max_points=100)
     payload = {"records": [{**record, "spec": "unet_D2", "label": "U-Net(2)", "world_size": 1, "rank": 0,
                             "grid": [1, 1], "subimage": [32, 32], "batch_size": 2, "device": "cpu"}]}
     table = thesis_fig6_8_table([payload])
@@ -93,4 +113,4 @@ def test_memory_timeline_over_two_torchrun_ranks(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     records = read_json(out)["records"]
     assert [(r["rank"], r["world_size"], r["backend"]) for r in records] == [(0, 2, "gloo"), (1, 2, "gloo")]
-    assert all(len(r["marks"]) == 6 and r["peak_bytes"] > 0 for r in records)
+    assert all(len(r["marks"]) == 6 and len(r["phase_peaks"]) == 6 and r["peak_bytes"] > 0 for r in records)

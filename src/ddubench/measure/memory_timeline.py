@@ -121,6 +121,27 @@ def training_timeline(
             "peak_bytes": max(sample.get("Total", 0) for sample in samples) if samples else 0}
 
 
+def phase_peaks(samples: list[dict[str, Any]], marks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sample at the peak of every marked phase (iteration, phase, bytes per category)."""
+    ends = [mark["sample"] for mark in marks[1:]] + [len(samples)]
+    return [{"iteration": mark["iteration"], "phase": mark["phase"],
+             **max(samples[mark["sample"]:end], key=lambda sample: sample.get("Total", 0))}
+            for mark, end in zip(marks, ends) if end > mark["sample"]]
+
+
+def compact(record: dict[str, Any], max_points: int = 2000) -> dict[str, Any]:
+    """A record small enough to keep: the phase peaks from every sample, and the timeline cut into at most
+    ``max_points`` runs of consecutive samples, each kept as its largest sample with its index (``op``)."""
+    samples = record["samples"]
+    size = max(1, -(-len(samples) // max_points))
+    kept = []
+    for start in range(0, len(samples), size):
+        offset, sample = max(enumerate(samples[start:start + size]), key=lambda pair: pair[1].get("Total", 0))
+        kept.append({"op": start + offset, **sample})
+    return {**record, "samples": kept, "phase_peaks": phase_peaks(samples, record["marks"]),
+            "samples_total": len(samples)}
+
+
 class LocalTraining:
     """The single-process training step of a model on one random batch, split into its phases (forward and
     dice loss, backward, Adam), as ``ddubench train`` runs it."""
@@ -162,6 +183,7 @@ class LocalTraining:
 
 def record_timeline(training: Any, device: torch.device, iterations: int) -> dict[str, Any]:
     """The memory timeline of ``iterations`` steps of a :class:`LocalTraining` or a rank's
-    :class:`~ddubench.measure.train_ranks.RankTraining`, from its first step (Adam's state appears in it)."""
-    return training_timeline(training.loss, training.backward, training.optimizer.step, device,
-                             training.external(), iterations)
+    :class:`~ddubench.measure.train_ranks.RankTraining`, from its first step (Adam's state appears in it),
+    :func:`compact`-ed."""
+    return compact(training_timeline(training.loss, training.backward, training.optimizer.step, device,
+                                     training.external(), iterations))

@@ -30,9 +30,9 @@ IO = (3, 3)  # RGB in, 3 classes out: journal Table 5's image (thesis §6.3)
 
 def _records(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
     records = [record for payload in files for record in payload.get("records", [])]
-    if not records or any("samples" not in record or "marks" not in record for record in records):
-        raise DdubenchError("a file given is not written by `ddubench memory-timeline` (no samples/marks); pass only "
-                            "those files")
+    if not records or any("phase_peaks" not in record or "marks" not in record for record in records):
+        raise DdubenchError("a file given is not written by `ddubench memory-timeline` (no phase_peaks/marks); pass "
+                            "only those files")
     return records
 
 
@@ -40,15 +40,9 @@ def thesis_fig6_8_table(files: list[dict[str, Any]]) -> pd.DataFrame:
     """Per model, rank, iteration and phase: the phase's peak and, at that moment, the bytes of each category."""
     rows = []
     for record in _records(files):
-        samples, marks = record["samples"], record["marks"]
-        ends = [mark["sample"] for mark in marks[1:]] + [len(samples)]
-        for mark, end in zip(marks, ends):
-            window = samples[mark["sample"]:end]
-            if not window:
-                continue
-            top = max(window, key=lambda sample: sample.get("Total", 0))
+        for top in record["phase_peaks"]:
             rows.append({"model": record["label"], "spec": record["spec"], "world_size": record["world_size"],
-                         "rank": record["rank"], "iteration": mark["iteration"], "phase": mark["phase"],
+                         "rank": record["rank"], "iteration": top["iteration"], "phase": top["phase"],
                          "peak_mb_ours": top.get("Total", 0) / MB,
                          **{f"{category.lower()}_mb_ours": top.get(category, 0) / MB
                             for category in CATEGORIES if category in top},
@@ -66,9 +60,9 @@ def _timeline_figure(files: list[dict[str, Any]], out: str | Path, title: str) -
         frame = pd.DataFrame(record["samples"]).fillna(0)
         present = [category for category in CATEGORIES if category in frame and frame[category].any()]
         if present:
-            ax.stackplot(frame.index, *(frame[category] / MB for category in present), labels=present, alpha=0.85)
+            ax.stackplot(frame["op"], *(frame[category] / MB for category in present), labels=present, alpha=0.85)
         else:  # CUDA: the allocator's total only
-            ax.plot(frame.index, frame["Total"] / MB, label="allocated")
+            ax.plot(frame["op"], frame["Total"] / MB, label="allocated")
         for mark in record["marks"]:
             if mark["phase"] == "forward":
                 ax.axvline(mark["sample"], color="black", linewidth=0.6)
@@ -77,9 +71,11 @@ def _timeline_figure(files: list[dict[str, Any]], out: str | Path, title: str) -
                 ax.axvline(mark["sample"], color="grey", linewidth=0.4, linestyle=":")
         where = f"rank {record['rank']} of {record['world_size']}" if record["world_size"] > 1 else "one process"
         ax.set_title(f"{record['label']}, {where}: peak {record['peak_bytes'] / MB:.1f} MB", fontsize=9)
-        ax.set_xlabel("operator (CPU) or allocator event (CUDA); dotted: backward, optimizer step")
+        every = -(-record["samples_total"] // len(frame))
+        ax.set_xlabel(f"operator (CPU) or allocator event (CUDA), the largest of every {every}; dotted: backward, "
+                      "optimizer step")
         ax.set_ylabel("MB")
-        ax.legend(fontsize=6, loc="upper right", ncol=2)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle(title, fontsize=10)
     save_pdf(fig, out)
 
