@@ -109,3 +109,21 @@ def train_killed_after(epochs: int, *args, **kwargs) -> dict:
     """:func:`train_distributed`, but every rank dies once ``epochs`` epochs are finished and checkpointed."""
     _raise_when_epoch_starts(epochs, Killed(f"killed after epoch {epochs}"))
     return train_distributed(*args, **kwargs)
+
+
+def replica_state_after_dropout_steps(spec: str, steps: int) -> dict:
+    """This rank's replica (parameters and buffers) after ``steps`` Adam steps of a DDU-Net with dropout 0.3,
+    every rank seeded differently, as the trainer seeds them."""
+    import os
+
+    from ddubench.measure.train_ranks import rank_training
+
+    with distributed(device="cpu") as ctx:
+        training = rank_training(spec, ctx, (1, 4), (32, 32), batch_size=4)
+        for module in training.model.modules():
+            if isinstance(module, torch.nn.Dropout2d):
+                module.p = 0.3
+        torch.manual_seed(100 + int(os.environ["RANK"]))  # per-rank dropout streams
+        for _ in range(steps):
+            training.step()
+        return {name: tensor.clone() for name, tensor in training.model.state_dict().items()}

@@ -226,6 +226,34 @@ def test_sync_batchnorm_under_cpu_autocast_stays_finite(one_rank_group) -> None:
     assert all(torch.isfinite(p.grad).all() for p in net.parameters())
 
 
+def test_sync_batchnorm_keeps_no_more_for_backward_than_batchnorm(one_rank_group) -> None:
+    """Built from autograd operations it kept three more full-size tensors per layer (+49% of a rank's training
+    peak, thesis Fig. 6.9); the autograd function keeps the input and two per-channel vectors, like BatchNorm2d,
+    and its gradients stay BatchNorm2d's."""
+    from ddubench.distributed.batchnorm import SyncBatchNorm2d
+
+    def saved_bytes(module: torch.nn.Module, x: torch.Tensor) -> int:
+        seen: dict[int, int] = {}
+
+        def pack(tensor: torch.Tensor) -> torch.Tensor:
+            seen[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            (module(x) * upstream).sum().backward()  # the output's gradient is `upstream`
+        return sum(seen.values())
+
+    torch.manual_seed(0)
+    x, upstream = torch.randn(2, 8, 64, 64), torch.randn(2, 8, 64, 64)
+    synced, plain = SyncBatchNorm2d(8), torch.nn.BatchNorm2d(8)
+    x_synced, x_plain = x.clone().requires_grad_(), x.clone().requires_grad_()
+    synced_bytes, plain_bytes = saved_bytes(synced, x_synced), saved_bytes(plain, x_plain)
+    assert synced_bytes <= plain_bytes + 1024, (synced_bytes, plain_bytes)  # + per-channel vectors
+    torch.testing.assert_close(x_synced.grad, x_plain.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(synced.weight.grad, plain.weight.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(synced.bias.grad, plain.bias.grad, rtol=1e-4, atol=1e-4)
+
+
 def test_gather_batch_needs_no_private_torch_api(one_rank_group, monkeypatch) -> None:
     """The bottleneck exchange uses public collectives that every supported torch has (the private
     ``all_gather_single_autograd`` is missing before torch 2.12)."""
@@ -239,6 +267,17 @@ def test_gather_batch_needs_no_private_torch_api(one_rank_group, monkeypatch) ->
     assert torch.equal(gathered, x.detach())
     (gathered * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
     assert torch.equal(x.grad, torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]))
+
+
+def test_replicas_stay_identical_with_dropout_in_the_coarse_network(tmp_path: Path) -> None:
+    """Every rank runs the coarse network over the gathered map; with per-rank dropout streams its masks, its
+    output and its BatchNorm running statistics differed between ranks (the saved rank-0 model then differed
+    from the replicas that had evaluated). Rank 0's seed is now broadcast for the coarse network."""
+    results = run_ranks(2, workers.replica_state_after_dropout_steps, "ddunet_D3_F8_CY", 3, tmp=tmp_path)
+    assert [status for status, _ in results] == ["ok", "ok"], results
+    (_, rank0), (_, rank1) = results
+    differing = [name for name, tensor in rank0.items() if not torch.equal(tensor, rank1[name])]
+    assert differing == []
 
 
 def test_resumed_ranks_restore_their_own_rng_states(tmp_path: Path) -> None:

@@ -21,7 +21,11 @@ The module has the single-process model's parameter and buffer names, so ``state
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from ..data.tiling import grid_shape, split_subimages, stitch_subimages
@@ -76,11 +80,33 @@ class DistributedDDUNet(nn.Module):
             local = shared.reshape(batch, -1, *shared.shape[1:])
             gathered = gather_batch(local.transpose(0, 1).contiguous())  # (n, B, F, b, b) in rank order
             everything = gathered.transpose(0, 1).reshape(-1, *shared.shape[1:])
-            mixed = split_subimages(self.coarse(stitch_subimages(everything, grid)), grid)
+            with self._same_dropout_on_every_rank():
+                mixed = split_subimages(self.coarse(stitch_subimages(everything, grid)), grid)
             own = owned_subimages(grid[0] * grid[1], self.ctx)
             return mixed.reshape(batch, -1, *shared.shape[1:])[:, own].reshape(-1, *shared.shape[1:])
 
         return replace_shared_maps(self, bottleneck, communicate)
+
+    @contextlib.contextmanager
+    def _same_dropout_on_every_rank(self) -> Iterator[None]:
+        """Draw the replicated coarse network's dropout masks alike on every rank.
+
+        The coarse network over the gathered map runs once per rank but stands for one network: with each
+        rank's own dropout stream its outputs, and its BatchNorm running statistics, drifted apart between
+        ranks. In training with dropout, rank 0 draws a seed from its own (checkpointed) generator and
+        broadcasts it; every rank runs the coarse network under that seed and then resumes its own stream.
+        """
+        dropping = self.training and any(isinstance(m, nn.Dropout2d) and m.p > 0 for m in self.coarse.modules())
+        if not dropping:
+            yield
+            return
+        seed = torch.randint(2**62, (1,)) if self.ctx.rank == 0 else torch.zeros(1, dtype=torch.int64)
+        seed = seed.to(self.ctx.device)
+        dist.broadcast(seed, src=0)
+        devices = [self.ctx.device] if self.ctx.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type=self.ctx.device.type):
+            torch.manual_seed(int(seed.item()))
+            yield
 
     def forward_local(self, tiles: torch.Tensor, batch: int, grid: tuple[int, int]) -> torch.Tensor:
         """Logits of this rank's subimages, given only them (what a memory-frugal loader would feed)."""
