@@ -99,7 +99,8 @@ def variant_spec(spec: str, variant: dict[str, Any]) -> str:
     return str(ModelSpec.parse("_".join([str(parsed), *tokens])))
 
 
-THESIS_RUN = "thesis"  # the derived run <run>-thesis of the thesis's synthetic experiments (config thesis.synthetic)
+# the derived run <run>-thesis of the thesis's own experiments (thesis.synthetic, thesis.deepglobe_ablation)
+THESIS_RUN = "thesis"
 
 
 def thesis_synthetic_ks(section: dict[str, Any]) -> list[int]:
@@ -111,7 +112,7 @@ def thesis_synthetic_ks(section: dict[str, Any]) -> list[int]:
 def derived_variants(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every derived run of ``config`` by name: its protocol-study variants, and ``thesis`` where the config has
     ``thesis.synthetic`` (the thesis placement rule and image counts, the run's training with the section's
-    ``training`` laid over it)."""
+    ``training`` laid over it) or ``thesis.deepglobe_ablation`` (thesis Table 7.10 over ``deepglobe.training``)."""
     variants = dict(protocol_variants(config))
     thesis = config.get("thesis", {})
     section, ablation = thesis.get("synthetic"), thesis.get("deepglobe_ablation")
