@@ -101,7 +101,7 @@ CONFIG_KEYS: dict[str, list[str] | None] = {
     "thesis_fig6_8": [], "thesis_fig6_10": ["thesis.memory"],
     **dict.fromkeys(("thesis_table7_11", "thesis_table7_12", "thesis_table7_13"),
                     [*_DEEPGLOBE_DATA, "deepglobe.training", "thesis.deepglobe_ablation"]),
-    "thesis_fig7_15": None,
+    "thesis_fig7_15": None, "thesis_fig7_15_errors": None,
     "fig5_synthetic_examples": None, "fig6_deepglobe_examples": None, "fig8_predictions": None,
     "fig10_predictions": None, "fig14_predictions": None, "fig15_errors": None,
 }

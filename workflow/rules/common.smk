@@ -319,12 +319,13 @@ def run_outputs(run):
               + (["thesis_table7_4", "thesis_fig7_5", "thesis_fig7_6", "thesis_fig7_7", "thesis_fig7_8"]
                  if thesis_synthetic else [])
               + (["thesis_fig6_8", "thesis_fig6_10"] if thesis_memory else [])
-              + (["thesis_table7_11", "thesis_table7_12", "thesis_table7_13", "thesis_fig7_15"] if ablation else []))
+              + (["thesis_table7_11", "thesis_table7_12", "thesis_table7_13", "thesis_fig7_15", "thesis_fig7_15_errors"]
+                 if ablation else []))
     figures = (FIGURES + [scaling] + (["protocol_study", "protocol_by_distance"] if study else [])
                + (["thesis_fig6_4", "thesis_fig6_5"] if positional else [])
                + ([f"thesis_fig7_{n}" for n in range(3, 9)] if thesis_synthetic else [])
                + (["thesis_fig6_8", "thesis_fig6_9", "thesis_fig6_10"] if thesis_memory else [])
-               + (["thesis_fig7_15"] if ablation else []))
+               + (["thesis_fig7_15", "thesis_fig7_15_errors"] if ablation else []))
     return tables, figures
 
 

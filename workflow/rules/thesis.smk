@@ -440,8 +440,9 @@ rule thesis_fig7_15:
         pdf=report_figure("figures/{run}/thesis_fig7_15.pdf"),
         csv=report_table("results/{run}/thesis_fig7_15.csv"),
         meta="results/{run}/thesis_fig7_15.meta.json",
-        errors_pdf="figures/{run}/thesis_fig7_15_errors.pdf",
-        errors_csv="results/{run}/thesis_fig7_15_errors.csv",
+        errors_pdf=report_figure("figures/{run}/thesis_fig7_15_errors.pdf"),
+        errors_csv=report_table("results/{run}/thesis_fig7_15_errors.csv"),
+        errors_meta="results/{run}/thesis_fig7_15_errors.meta.json",
     params:
         subimages=lambda wildcards: " ".join("whole" if partition == 1 else "own"
                                              for partition, _ in ablation_cells(wildcards.run)),

@@ -92,6 +92,8 @@ ITEMS: dict[str, tuple[str, str, str]] = {
                          "without the extra bottleneck convolutions"),
     "thesis_fig7_15": (THESIS, "Thesis Fig. 7.15", "DeepGlobe predictions of the three models without and with the "
                        "extra bottleneck convolutions, beside the true mask and the image"),
+    "thesis_fig7_15_errors": (THESIS, "Thesis Fig. 7.15 (error maps, ours)", "no error maps: ours marks each "
+                              "pixel of the Fig. 7.15 predictions right or wrong, as journal Fig. 15 does"),
     "thesis_table7_5": (THESIS, "Thesis Table 7.5", "parameters and memory per device of the Inria U-Net and DDU-Net "
                         "over N = 1, 2, 4 devices"),
     "thesis_table7_6": (THESIS, "Thesis Table 7.6", "parameters of the Inria model's down-sampling path, up-sampling "
