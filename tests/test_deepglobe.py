@@ -373,3 +373,20 @@ def test_table3_without_prepared_data_is_one_line(tmp_path: Path, capsys: pytest
     assert main(["table", "table3", "--data", str(tmp_path), "--out", str(tmp_path / "t.csv")]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "manifest.json does not exist" in error
+
+
+def test_manifest_names_a_root_inside_the_repository_relatively(fake_root: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training records copy the manifest: a tile folder inside the repository must not be recorded as this
+    machine's absolute path (a user's folder elsewhere stays as given)."""
+    repo = tmp_path / "repo"
+    tiles = Path(shutil.copytree(fake_root, repo / "data" / "tiles"))
+    monkeypatch.chdir(repo)
+    prepare(tiles, repo / "prepared", SPEC, progress=False)
+    prepare(fake_root, repo / "elsewhere", SPEC, progress=False)
+
+    def root(folder: str) -> str:
+        return json.loads((repo / folder / "manifest.json").read_text())["source"]["root"]
+
+    assert root("prepared") == "data/tiles"
+    assert root("elsewhere") == str(Path(fake_root).resolve())

@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from ..errors import DataError
 from ..io import atomic_dir, atomic_path, read_json, write_json
-from ..provenance import provenance, utc_now
+from ..provenance import provenance, relative_paths, repository_root, utc_now
 
 CLASSES = ("urban", "agriculture", "rangeland", "forest", "water", "barren", "unknown")
 COLOURS = ((0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0))
@@ -364,7 +364,8 @@ def prepare(root: str | Path, out_dir: str | Path, spec: PrepareSpec, progress: 
     started, clock = utc_now(), time.perf_counter()
     out_dir = Path(out_dir)
     layout, tiles = find_tiles(root)
-    source = {"root": str(Path(root).resolve()), "layout": layout,
+    # relative to the repository when inside it: records that copy the manifest name no machine's paths
+    source = {"root": relative_paths(str(Path(root).resolve()), repository_root()), "layout": layout,
               "tiles": {t.id: [t.image.stat().st_size, t.mask.stat().st_size] for t in tiles}}
     wanted = {"source": source, "spec": asdict(spec), "conversion": CONVERSION}
     manifest_path = out_dir / "manifest.json"
