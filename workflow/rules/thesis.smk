@@ -220,24 +220,6 @@ rule thesis_fig7_4:
         "{DDUBENCH} figure thesis_fig7_4 --evals {input} --out {output} > {log} 2>&1"
 
 
-rule thesis_fig7_5:
-    input:
-        unpack(thesis_test_data("table7_4")),
-        checkpoints=thesis_files("table7_4", "best.pt", first_seed_only=True),
-    output:
-        csv=report_table("results/{run}/thesis_fig7_5.csv"),
-        meta="results/{run}/thesis_fig7_5.meta.json",
-        pdf=report_figure("figures/{run}/thesis_fig7_5.pdf"),
-    params:
-        examples=lambda wildcards: run_config(wildcards.run)["thesis"]["synthetic"]["table7_4"]["examples"],
-    threads: 1
-    log:
-        "logs/{run}/thesis_fig7_5.log",
-    shell:
-        "{DDUBENCH} predictions --checkpoints {input.checkpoints} --data {input.data}"
-        " --examples {params.examples} --pdf {output.pdf} --csv {output.csv} --threads {threads} > {log} 2>&1"
-
-
 rule thesis_sweep_table:
     input:
         lambda wildcards: thesis_files(wildcards.item, "eval_k{test_k}.json" if wildcards.item == "fig7_8"
@@ -269,19 +251,28 @@ rule thesis_sweep_figure:
         "{DDUBENCH} figure thesis_{wildcards.item} --csv {input} --out {output} > {log} 2>&1"
 
 
-rule thesis_fig7_7:
+# Figs. 7.5 and 7.7: test images, true masks and the predictions of Table 7.4's models (7.5) or of depth 2's (7.7);
+# figure number -> (the item whose models are drawn, the config section with `examples`).
+THESIS_PREDICTIONS = {"5": ("table7_4", "table7_4"), "7": ("fig7_7", "fig7_6")}
+
+
+rule thesis_predictions:
     input:
-        unpack(thesis_test_data("fig7_7")),
-        checkpoints=thesis_files("fig7_7", "best.pt", first_seed_only=True),
+        unpack(lambda wildcards: thesis_test_data(THESIS_PREDICTIONS[wildcards.n][0])(wildcards)),
+        checkpoints=lambda wildcards: thesis_files(THESIS_PREDICTIONS[wildcards.n][0], "best.pt",
+                                                   first_seed_only=True)(wildcards),
     output:
-        csv=report_table("results/{run}/thesis_fig7_7.csv"),
-        meta="results/{run}/thesis_fig7_7.meta.json",
-        pdf=report_figure("figures/{run}/thesis_fig7_7.pdf"),
+        csv=report_table("results/{run}/thesis_fig7_{n}.csv"),
+        meta="results/{run}/thesis_fig7_{n}.meta.json",
+        pdf=report_figure("figures/{run}/thesis_fig7_{n}.pdf"),
+    wildcard_constraints:
+        n="|".join(THESIS_PREDICTIONS),
     params:
-        examples=lambda wildcards: run_config(wildcards.run)["thesis"]["synthetic"]["fig7_6"]["examples"],
+        examples=lambda wildcards: run_config(wildcards.run)["thesis"]["synthetic"][
+            THESIS_PREDICTIONS[wildcards.n][1]]["examples"],
     threads: 1
     log:
-        "logs/{run}/thesis_fig7_7.log",
+        "logs/{run}/thesis_fig7_{n}.log",
     shell:
         "{DDUBENCH} predictions --checkpoints {input.checkpoints} --data {input.data}"
         " --examples {params.examples} --pdf {output.pdf} --csv {output.csv} --threads {threads} > {log} 2>&1"
