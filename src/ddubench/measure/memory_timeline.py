@@ -84,20 +84,19 @@ def training_timeline(
         context = tracker
     else:
         raise DdubenchError(f"memory timelines on device {device} are not supported; use cpu or cuda[:N]")
-    counted = 0
 
     def mark(iteration: int, phase: str) -> None:
-        nonlocal counted
+        """Tag the samples from here on with ``iteration`` and ``phase``; remember where the phase starts."""
         if tracker is not None:
             if phase == PHASES[0] and iteration:
                 tracker.reset_mod_stats()  # MemTracker's per-module statistics hold one iteration; totals stay
             tracker.iteration, tracker.phase = iteration, phase
-            counted = len(tracker.samples)
+            start = len(tracker.samples)
         else:
             torch.cuda.synchronize(device)
             trace = torch.cuda.memory._snapshot()["device_traces"][device.index or 0]
-            counted = sum(event["action"] in CUDA_EVENTS for event in trace)
-        marks.append({"iteration": iteration, "phase": phase, "sample": counted})
+            start = sum(event["action"] in CUDA_EVENTS for event in trace)
+        marks.append({"iteration": iteration, "phase": phase, "sample": start})
 
     try:
         with context:
