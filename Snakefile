@@ -37,6 +37,7 @@ include: "workflow/rules/throughput.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/cnn_dnn.smk"
 include: "workflow/rules/thesis.smk"
+include: "workflow/rules/inria.smk"
 include: "workflow/rules/publish.smk"
 
 

@@ -102,6 +102,9 @@ CONFIG_KEYS: dict[str, list[str] | None] = {
     **dict.fromkeys(("thesis_table7_11", "thesis_table7_12", "thesis_table7_13"),
                     [*_DEEPGLOBE_DATA, "deepglobe.training", "thesis.deepglobe_ablation"]),
     "thesis_fig7_15": None, "thesis_fig7_15_errors": None,
+    "thesis_table7_7": ["thesis.inria.training"],
+    "thesis_table7_8": ["thesis.inria"],
+    "thesis_fig5_6": None, "thesis_fig7_9": None, "thesis_fig7_11_13": None,
     "fig5_synthetic_examples": None, "fig6_deepglobe_examples": None, "fig8_predictions": None,
     "fig10_predictions": None, "fig14_predictions": None, "fig15_errors": None,
 }

@@ -33,10 +33,30 @@ def cmd_deepglobe_prepare(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: crops {crops}")
 
 
-def cmd_examples(args: argparse.Namespace) -> None:
-    from ..report import deepglobe_figures
+def cmd_inria_fake(args: argparse.Namespace) -> None:
+    from ..data.fake_inria import write_fake_inria
 
-    draw = deepglobe_figures.synthetic_examples if args.kind == "synthetic" else deepglobe_figures.deepglobe_examples
+    write_fake_inria(args.out, args.tiles_per_city, args.size, args.seed)
+    print(f"wrote {args.tiles_per_city} generated Inria-format tiles ({args.size}x{args.size}) per city to "
+          f"{args.out}/train")
+
+
+def cmd_inria_prepare(args: argparse.Namespace) -> None:
+    from ..data.inria import PrepareSpec, prepare
+    from ..data.prepared import SPLITS
+
+    spec = PrepareSpec(val=args.val, test=args.test, split_seed=args.split_seed, crop_train=args.crop_train,
+                       overlap=args.overlap, crop_eval=args.crop_eval, subimage=args.subimage)
+    manifest = prepare(args.root, args.out, spec, progress=not args.no_progress)
+    crops = ", ".join(f"{split} {len(manifest['splits'][split]['crops'])}" for split in SPLITS)
+    print(f"wrote {args.out}: crops {crops}")
+
+
+def cmd_examples(args: argparse.Namespace) -> None:
+    from ..report import deepglobe_figures, inria_figures
+
+    draw = {"synthetic": deepglobe_figures.synthetic_examples, "deepglobe": deepglobe_figures.deepglobe_examples,
+            "inria": inria_figures.inria_examples}[args.kind]
     draw(args.data, args.examples, args.pdf, args.csv)
     print(f"wrote {args.pdf} and {args.csv}")
 
@@ -50,7 +70,7 @@ def cmd_validate_config(args: argparse.Namespace) -> None:
 
 
 def register(commands: Commands) -> None:
-    """generate-synthetic, deepglobe-fake, deepglobe-prepare, examples, validate-config."""
+    """generate-synthetic, deepglobe-fake, deepglobe-prepare, inria-fake, inria-prepare, examples, validate-config."""
     p = commands.add("generate-synthetic", cmd_generate_synthetic,
                      "Write the synthetic circles-and-line dataset for one k (train/val/test .npz + manifest).",
                      folders=("out",))
@@ -88,11 +108,35 @@ def register(commands: Commands) -> None:
     p.add_argument("--subimage", type=int, default=256, help="subimage side DDU-Net models use on these crops")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+    p = commands.add("inria-fake", cmd_inria_fake,
+                     "Write generated Inria-format tiles (<out>/train/images/<city><n>.tif + train/gt/); NOT Inria data.",
+                     folders=("out",))
+    p.add_argument("--out", required=True, help="root folder of the generated tiles")
+    p.add_argument("--tiles-per-city", type=int, default=6, help="tiles for each of the five cities (Inria: 36)")
+    p.add_argument("--size", type=int, default=1024, help="tile side in pixels (Inria: 5000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the tile generator")
+
+    p = commands.add("inria-prepare", cmd_inria_prepare,
+                     "Split Inria tiles per city and cache building patches (train) and crops (val/test) with a manifest.",
+                     folders=("out",))
+    p.add_argument("--root", required=True, help="folder holding train/images/*.tif and train/gt/*.tif")
+    p.add_argument("--out", required=True, help="output folder: {train,val,test}/{images,masks}.npy, manifest, split")
+    p.add_argument("--val", type=int, default=5, help="validation tiles per city (thesis 5)")
+    p.add_argument("--test", type=int, default=5, help="test tiles per city (thesis 5); the rest train")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the per-city permutation of the tiles")
+    p.add_argument("--crop-train", type=int, default=512, help="side of the training patches (thesis 512)")
+    p.add_argument("--overlap", type=int, default=32, help="overlap of neighbouring training patches (thesis 32)")
+    p.add_argument("--crop-eval", type=int, default=2048, help="side of the val/test crops, a grid from the top-left")
+    p.add_argument("--subimage", type=int, default=128, help="subimage side DDU-Net models use (thesis 128)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     p = commands.add("examples", cmd_examples,
-                     "Journal Figs. 5/6: example images and masks (synthetic with red subimage borders, or DeepGlobe crops).",
+                     "Journal Figs. 5/6, thesis Fig. 5.6: example images and masks (synthetic with red subimage "
+                     "borders, DeepGlobe crops or Inria patches).",
                      outputs=("pdf", "csv"))
-    p.add_argument("kind", choices=["synthetic", "deepglobe"], help="journal Fig. 5 (synthetic) or Fig. 6 (DeepGlobe)")
-    p.add_argument("--data", required=True, help="synthetic test.npz, or a prepared DeepGlobe split folder")
+    p.add_argument("kind", choices=["synthetic", "deepglobe", "inria"],
+                   help="journal Fig. 5 (synthetic), Fig. 6 (DeepGlobe) or thesis Fig. 5.6 (Inria)")
+    p.add_argument("--data", required=True, help="synthetic test.npz, or a prepared DeepGlobe or Inria split folder")
     p.add_argument("--examples", type=int, default=2, help="examples shown")
     p.add_argument("--pdf", required=True, help="figure PDF to write")
     p.add_argument("--csv", required=True, help="which examples were drawn, with class pixel counts")

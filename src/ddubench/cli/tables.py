@@ -267,6 +267,25 @@ def _thesis_deepglobe(args: argparse.Namespace) -> tuple[object, dict]:
                    "ignored), mean over seeds"}
 
 
+def _thesis_inria(args: argparse.Namespace) -> tuple[object, dict]:
+    """Thesis Tables 7.7 (the Inria training settings) and 7.8 (IoU of background and building from the models'
+    evaluation records)."""
+    from ..config import load_config
+    from ..io import read_json
+    from ..report import thesis_inria
+
+    _require(args, ("config", "the run's config with its thesis.inria section"))
+    config = load_config(args.config)
+    if "inria" not in config.get("thesis", {}):
+        raise DdubenchError(f"{args.config} has no thesis.inria section; add one (see config/cpu.yaml)")
+    if args.name == "thesis_table7_7":
+        return thesis_inria.thesis_table7_7(config), {"method": "thesis Table 7.7 beside thesis.inria.training"}
+    _require(args, ("evals", "the Inria models' eval JSONs (train, val and test)"))
+    records = [read_json(path) for path in args.evals]
+    return thesis_inria.thesis_table7_8(records, config), {
+        "inputs": list(args.evals), "method": "IoU from one confusion matrix per split, mean over seeds"}
+
+
 THESIS_EXACT_TABLES = ("thesis_table6_4", "thesis_table6_5", "thesis_table7_5", "thesis_table7_6")
 TABLE_BUILDERS: dict[str, TableBuilder] = {
     "table1": _baseline_table, "table2": _baseline_table, "table3": _deepglobe_table, "table4": _analysis_table,
@@ -278,6 +297,7 @@ TABLE_BUILDERS: dict[str, TableBuilder] = {
     **dict.fromkeys(("thesis_table7_4", "thesis_fig7_6", "thesis_fig7_8"), _thesis_synthetic),
     "thesis_fig6_8": _thesis_memory, "thesis_fig6_10": _thesis_memory,
     **dict.fromkeys(("thesis_table7_11", "thesis_table7_12", "thesis_table7_13"), _thesis_deepglobe),
+    "thesis_table7_7": _thesis_inria, "thesis_table7_8": _thesis_inria,
 }
 
 

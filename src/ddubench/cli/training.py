@@ -30,6 +30,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         early_stopping_patience=args.early_stopping_patience, lr_patience=args.lr_patience,
         lr_factor=args.lr_factor, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
         dropout=args.dropout, loss=args.loss, seed=args.seed, grad_clip_norm=args.grad_clip_norm,
+        augment=args.augment,
     )
 
     def train(ctx=None) -> dict:
@@ -84,6 +85,23 @@ def cmd_deepglobe_predictions(args: argparse.Namespace) -> None:
     print(f"wrote {args.pdf14}, {args.pdf15} and their CSVs")
 
 
+def cmd_inria_predictions(args: argparse.Namespace) -> None:
+    from ..report.inria_figures import inria_predictions
+
+    set_threads(args.threads)
+    inria_predictions(args.checkpoints, args.data, args.side, args.pdf, args.csv, device=resolve_device(args.device))
+    print(f"wrote {args.pdf} and {args.csv}")
+
+
+def cmd_inria_feature_maps(args: argparse.Namespace) -> None:
+    from ..report.inria_figures import feature_map_figures
+
+    set_threads(args.threads)
+    outs = {"fig7_10": args.pdf7_10, "fig7_11": args.pdf7_11, "fig7_12": args.pdf7_12, "fig7_13": args.pdf7_13}
+    feature_map_figures(args.checkpoints, args.data, args.side, outs, args.csv, device=resolve_device(args.device))
+    print(f"wrote {', '.join(map(str, outs.values()))} and {args.csv}")
+
+
 def cmd_cnn_dnn_classification(args: argparse.Namespace) -> None:
     from baselines.cnn_dnn_classification import write_classification_table
 
@@ -121,6 +139,9 @@ def _add_train(commands: Commands) -> None:
     p.add_argument("--grad-clip-norm", type=float, default=None, metavar="MAX",
                    help="clip the global gradient norm to MAX before each step (the authors' synthetic driver: "
                         "1.0; journal Table 10 names none, so off by default)")
+    p.add_argument("--augment", action="store_true",
+                   help="flip each training image with its mask horizontally and vertically (p = 1/2 each) and turn "
+                        "it by 0-3 quarter turns (thesis Inria/DeepGlobe; square images only)")
     p.add_argument("--distributed", action="store_true",
                    help="split DDU-Net's subimages over the ranks started by torchrun "
                         "(torchrun --nproc-per-node P -m ddubench train --distributed ...)")
@@ -222,6 +243,29 @@ def register(commands: Commands) -> None:
     p.add_argument("--csv14", required=True, help="what Fig. 14 drew, with each example's mIoU per model")
     p.add_argument("--pdf15", required=True, help="Fig. 15 PDF to write (error maps)")
     p.add_argument("--csv15", required=True, help="what Fig. 15 drew, with correct/wrong/unknown pixels")
+    add_runtime(p)
+
+    p = commands.add("inria-predictions", cmd_inria_predictions,
+                     "Thesis Fig. 7.9: a piece of the first Inria test crop, its mask and each model's prediction.",
+                     outputs=("pdf", "csv"))
+    p.add_argument("--checkpoints", nargs="+", required=True,
+                   help="the models shown, in order (thesis: w/ communication, w/o communication, U-Net)")
+    p.add_argument("--data", required=True, help="prepared Inria test folder, e.g. data/cpu/inria/test")
+    p.add_argument("--side", type=int, default=512, help="side of the top-left piece shown (thesis 512)")
+    p.add_argument("--pdf", required=True, help="figure PDF to write")
+    p.add_argument("--csv", required=True, help="what it drew, with each model's IoU on the piece")
+    add_runtime(p)
+
+    p = commands.add("inria-feature-maps", cmd_inria_feature_maps,
+                     "Thesis Figs. 7.10-7.13: the image, feature maps after the last down and second up block, and "
+                     "the communication network's input and output, with each map's subimage-border ratio.",
+                     outputs=("pdf7_10", "pdf7_11", "pdf7_12", "pdf7_13", "csv"))
+    p.add_argument("--checkpoints", nargs="+", required=True, help="the models whose maps are drawn, one row each")
+    p.add_argument("--data", required=True, help="prepared Inria test folder, e.g. data/cpu/inria/test")
+    p.add_argument("--side", type=int, default=512, help="side of the top-left piece of the first crop (thesis 512)")
+    for number in (10, 11, 12, 13):
+        p.add_argument(f"--pdf7-{number}", dest=f"pdf7_{number}", required=True, help=f"thesis Fig. 7.{number} PDF")
+    p.add_argument("--csv", required=True, help="every drawn channel: range and border ratio")
     add_runtime(p)
 
     p = commands.add("cnn-dnn-classification", cmd_cnn_dnn_classification,

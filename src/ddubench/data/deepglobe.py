@@ -35,7 +35,7 @@ import hashlib
 import io
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from tqdm import tqdm
 from ..errors import DataError
 from ..io import atomic_dir, atomic_path, read_json, write_json
 from ..provenance import provenance, relative_paths, repository_root, utc_now
+from .prepared import SPLITS, array_records, check_own, intact
 
 CLASSES = ("urban", "agriculture", "rangeland", "forest", "water", "barren", "unknown")
 COLOURS = ((0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0))
@@ -59,7 +60,6 @@ CONVERSION = {"threshold": THRESHOLD, "palette_tolerance": PALETTE_TOLERANCE, "o
               "off_palette_error": OFF_PALETTE_ERROR}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-SPLITS = ("train", "val", "test")
 FAKE_MARKER = "ddubench_fake.json"  # written by the fake-tile generator; its tiles are not DeepGlobe
 LAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
     "kaggle": (("train", "train"),),
@@ -302,57 +302,9 @@ def _write_split(out_dir: Path, split: str, tiles: list[Tile], size: int, grid: 
         images.flush()
         masks.flush()
         del images, masks
-    files = {name: {"file": f"{split}/{file.name}", "sha256": _sha256(file)}
-             for name, file in (("images", image_file), ("masks", mask_file))}
+    files = array_records(out_dir, split)
     return {"images": len(tiles), "crops": crops, "crop_px": size, "files": files, "sources": sources,
             "class_pixels_images": image_counts.tolist(), "class_pixels_crops": crop_counts.tolist()}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _intact(manifest: dict[str, Any], out_dir: Path) -> bool:
-    """Whether every array the manifest lists is there with its recorded shape and sha256."""
-    if not (out_dir / "split.json").is_file():
-        return False
-    for split in SPLITS:
-        entry = manifest["splits"][split]
-        count, side = len(entry["crops"]), entry["crop_px"]
-        shapes = {"images": (count, 3, side, side), "masks": (count, side, side)}
-        for name, file in entry["files"].items():
-            path = out_dir / file["file"]
-            try:
-                array = np.load(path, mmap_mode="r")
-            except (OSError, ValueError):
-                return False
-            if (array.shape, array.dtype) != (shapes[name], np.uint8) or _sha256(path) != file["sha256"]:
-                return False
-    return True
-
-
-def _ours(name: str, own: Iterable[str]) -> bool:
-    """A file a preparation writes, or the temporary file of one that a killed run left behind."""
-    return any(name == own_name or (name.startswith(f".{own_name}.") and name.endswith(".tmp")) for own_name in own)
-
-
-def _check_own(out_dir: Path) -> None:
-    """``out_dir`` may hold only what a preparation writes, since a new preparation replaces it whole."""
-    if not out_dir.is_dir():
-        return
-    foreign = []
-    for path in sorted(out_dir.iterdir()):
-        if path.name in SPLITS and path.is_dir():
-            foreign += [p for p in sorted(path.iterdir()) if not _ours(p.name, ("images.npy", "masks.npy"))]
-        elif not _ours(path.name, ("split.json", "manifest.json")):
-            foreign.append(path)
-    if foreign:
-        raise DataError(f"{out_dir} holds {', '.join(str(p) for p in foreign[:3])}, which no DeepGlobe preparation "
-                        "wrote; a new preparation replaces the whole folder, so move them or choose another --out")
 
 
 def prepare(root: str | Path, out_dir: str | Path, spec: PrepareSpec, progress: bool = True) -> dict[str, Any]:
@@ -371,9 +323,9 @@ def prepare(root: str | Path, out_dir: str | Path, spec: PrepareSpec, progress: 
     manifest_path = out_dir / "manifest.json"
     if manifest_path.is_file():
         old = read_json(manifest_path)
-        if {key: old.get(key) for key in wanted} == wanted and _intact(old, out_dir):
+        if {key: old.get(key) for key in wanted} == wanted and intact(old, out_dir):
             return old
-    _check_own(out_dir)
+    check_own(out_dir, "DeepGlobe")
     marker = Path(root) / FAKE_MARKER
     ids = split_ids([t.id for t in tiles], {s: getattr(spec, s) for s in SPLITS}, spec.split_seed)
     by_id = {t.id: t for t in tiles}
@@ -383,7 +335,7 @@ def prepare(root: str | Path, out_dir: str | Path, spec: PrepareSpec, progress: 
         splits = {split: _write_split(build, split, [by_id[i] for i in ids[split]], spec.crop(split),
                                       grid=split == "train", progress=progress) for split in SPLITS}
         manifest = {
-            **wanted, "splits": splits,
+            "dataset": "deepglobe", **wanted, "splits": splits,
             "fake": read_json(marker) if marker.exists() else None,
             "classes": list(CLASSES), "colours": [list(c) for c in COLOURS], "ignore_index": IGNORE_INDEX,
             "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
@@ -392,25 +344,3 @@ def prepare(root: str | Path, out_dir: str | Path, spec: PrepareSpec, progress: 
         }
         write_json(build / "manifest.json", manifest)
     return manifest
-
-
-def load_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Memory-map one prepared split ``<out>/<split>``: images (N, 3, c, c), masks (N, c, c), the manifest."""
-    path = Path(path)
-    manifest_path = path.parent / "manifest.json"
-    if not manifest_path.exists():
-        raise DataError(f"{manifest_path} is missing next to {path.name}/; prepare the data with "
-                        "`ddubench deepglobe-prepare` or let Snakemake build it")
-    arrays = []
-    for name in ("images", "masks"):
-        file = path / f"{name}.npy"
-        try:
-            arrays.append(np.load(file, mmap_mode="c"))
-        except (OSError, ValueError) as err:
-            raise DataError(f"{file} is missing or unreadable ({err}); delete {path.parent} and prepare it "
-                            "again") from None
-    images, masks = arrays
-    if images.ndim != 4 or images.shape[1] != 3 or masks.shape != (images.shape[0], *images.shape[2:]):
-        raise DataError(f"{path} holds images {images.shape} and masks {masks.shape}; expected (N, 3, H, W) and "
-                        "(N, H, W); delete it and prepare it again")
-    return images, masks, read_json(manifest_path)

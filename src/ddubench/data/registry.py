@@ -10,7 +10,8 @@ import torch
 
 from ..errors import DataError
 from ..io import read_json
-from . import deepglobe, synthetic
+from . import deepglobe, inria, synthetic
+from .prepared import dataset_of, load_arrays
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def load_synthetic(path: str | Path) -> SegmentationSplit:
 
 def load_deepglobe(path: str | Path) -> SegmentationSplit:
     """Load one prepared DeepGlobe split ``<dir>/<split>`` (memory-mapped crops; ImageNet normalisation)."""
-    images, masks, manifest = deepglobe.load_arrays(path)
+    images, masks, manifest = load_arrays(path)
     size = manifest["spec"]["subimage"]
     return SegmentationSplit(
         images=torch.from_numpy(images),
@@ -91,21 +92,36 @@ def load_deepglobe(path: str | Path) -> SegmentationSplit:
     )
 
 
+def load_inria(path: str | Path) -> SegmentationSplit:
+    """Load one prepared Inria split ``<dir>/<split>`` (memory-mapped patches; RGB scaled to [0, 1] only)."""
+    images, masks, manifest = load_arrays(path)
+    size = manifest["spec"]["subimage"]
+    return SegmentationSplit(
+        images=torch.from_numpy(images),
+        masks=torch.from_numpy(masks),
+        class_names=inria.CLASSES,
+        subimage_size=(size, size),
+    )
+
+
 DATASETS: dict[str, Callable[[str | Path], SegmentationSplit]] = {
     "synthetic": load_synthetic,
     "deepglobe": load_deepglobe,
+    "inria": load_inria,
 }
 
 
 def split_path(data_dir: str | Path, split: str) -> Path:
-    """Where ``split`` of a dataset folder lives: ``<dir>/<split>/`` (prepared DeepGlobe) or ``<dir>/<split>.npz``."""
+    """Where ``split`` of a dataset folder lives: ``<dir>/<split>/`` (prepared DeepGlobe or Inria) or
+    ``<dir>/<split>.npz`` (synthetic)."""
     folder = Path(data_dir) / split
     return folder if folder.is_dir() else Path(data_dir) / f"{split}.npz"
 
 
 def detect_kind(path: str | Path) -> str:
-    """The dataset kind of a split path: a folder is a prepared DeepGlobe split, a file a synthetic one."""
-    return "deepglobe" if Path(path).is_dir() else "synthetic"
+    """The dataset kind of a split path: a file is a synthetic split, a folder a prepared one whose manifest names
+    its dataset (DeepGlobe or Inria)."""
+    return dataset_of(path) if Path(path).is_dir() else "synthetic"
 
 
 def load_split(kind: str | None, path: str | Path) -> SegmentationSplit:

@@ -94,6 +94,15 @@ ITEMS: dict[str, tuple[str, str, str]] = {
                        "extra bottleneck convolutions, beside the true mask and the image"),
     "thesis_fig7_15_errors": (THESIS, "Thesis Fig. 7.15 (error maps, ours)", "no error maps: ours marks each "
                               "pixel of the Fig. 7.15 predictions right or wrong, as journal Fig. 15 does"),
+    "thesis_table7_7": (THESIS, "Thesis Table 7.7", "the hyperparameters of the Inria experiment"),
+    "thesis_table7_8": (THESIS, "Thesis Table 7.8", "Inria IoU of background and building on train, validation and "
+                        "test for the U-Net and DDU-Net with and without communication"),
+    "thesis_fig5_6": (THESIS, "Thesis Fig. 5.6", "two Inria image patches with their building masks"),
+    "thesis_fig7_9": (THESIS, "Thesis Fig. 7.9", "Inria 512x512 test predictions (4x4 subimages) of the three models "
+                      "beside the true mask and the image"),
+    "thesis_fig7_11_13": (THESIS, "Thesis Figs. 7.10-7.13", "the image, 8 feature maps after the last downsampling "
+                          "block and after the second upsampling block per model, and the communication network's "
+                          "input and output maps, whose subimage-border artefacts the thesis says it smooths"),
     "thesis_table7_5": (THESIS, "Thesis Table 7.5", "parameters and memory per device of the Inria U-Net and DDU-Net "
                         "over N = 1, 2, 4 devices"),
     "thesis_table7_6": (THESIS, "Thesis Table 7.6", "parameters of the Inria model's down-sampling path, up-sampling "

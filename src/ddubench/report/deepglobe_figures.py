@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from ..data import deepglobe  # noqa: E402
+from ..data.prepared import load_arrays  # noqa: E402
 from ..data.registry import load_split  # noqa: E402
 from ..evaluation.metrics import confusion_matrix_metric, scores_from_confusion  # noqa: E402
 from ..evaluation.predict import predict  # noqa: E402
@@ -270,7 +271,7 @@ def deepglobe_examples(split_dir: str | Path, examples: int, pdf: str | Path, cs
     """Journal Fig. 6: the first prepared DeepGlobe crops of a split and their masks (DeepGlobe colours)."""
     started, clock = utc_now(), time.perf_counter()
     split_dir = Path(split_dir)
-    images, masks, _manifest = deepglobe.load_arrays(split_dir)
+    images, masks, _manifest = load_arrays(split_dir)
     crops, source = _crop_info(split_dir)
     count = min(examples, len(images))
     fig, axes = plt.subplots(count, 2, figsize=(4.2, 2 * count + 0.6), squeeze=False, constrained_layout=True)

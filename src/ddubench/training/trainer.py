@@ -30,6 +30,7 @@ from tqdm import tqdm
 from ..data.registry import SegmentationSplit
 from ..errors import CheckpointError, DdubenchError
 from ..io import atomic_path
+from .augment import check_square, flip_rotate
 from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import DiceTerms, dice_loss_from_terms, dice_terms
 from .rng import RngState, capture, restore
@@ -52,6 +53,7 @@ class TrainConfig:
     loss: str = "macro"
     seed: int = 0
     grad_clip_norm: float | None = None
+    augment: bool = False
 
 
 AMP_MODES = ("off", "on", "auto")
@@ -219,6 +221,8 @@ class Trainer:
                                  dtype=self.dtype), total=n_batches,
                    desc=f"epoch {self.epoch + 1}", unit="step", disable=not self.progress, leave=False)
         for images, masks in bar:
+            if self.config.augment:
+                images, masks = flip_rotate(images, masks, self.shuffle)
             images, masks = images.to(self.device), masks.to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
             with self.autocast():
@@ -290,6 +294,8 @@ class Trainer:
 
     def fit(self, train: SegmentationSplit, val: SegmentationSplit) -> TrainResult:
         """Train until early stopping or ``max_epochs``; ``best.pt`` holds the best validation model."""
+        if self.config.augment:
+            check_square(*train.images.shape[-2:])
         self.run_dir.mkdir(parents=True, exist_ok=True)
         stopped_early = self.should_stop()
         while self.epoch < self.config.max_epochs and not stopped_early:

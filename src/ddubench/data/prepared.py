@@ -1,0 +1,106 @@
+"""Prepared crop stores shared by the aerial datasets (DeepGlobe, Inria): checksummed, memory-mappable arrays.
+
+A preparation folder ``<out>`` holds ``manifest.json``, ``split.json`` and per split ``<split>/images.npy``
+(N, 3, c, c) uint8 and ``<split>/masks.npy`` (N, c, c) uint8 class ids. The manifest lists, per split, its
+crops, crop side and the sha256 of both arrays; a preparation is reused only while every array still has its
+recorded shape and checksum, and a new one replaces the whole folder, so the folder may hold nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from ..io import read_json
+
+SPLITS = ("train", "val", "test")
+ARRAYS = ("images.npy", "masks.npy")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 4 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def array_records(out_dir: Path, split: str) -> dict[str, dict[str, str]]:
+    """The manifest's ``files`` entry of one written split: relative file names and checksums."""
+    return {name: {"file": f"{split}/{name}.npy", "sha256": sha256_file(out_dir / split / f"{name}.npy")}
+            for name in ("images", "masks")}
+
+
+def intact(manifest: dict[str, Any], out_dir: Path, splits: Sequence[str] = SPLITS) -> bool:
+    """Whether every array the manifest lists is there with its recorded shape and sha256."""
+    if not (out_dir / "split.json").is_file():
+        return False
+    for split in splits:
+        entry = manifest["splits"][split]
+        count, side = len(entry["crops"]), entry["crop_px"]
+        shapes = {"images": (count, 3, side, side), "masks": (count, side, side)}
+        for name, file in entry["files"].items():
+            path = out_dir / file["file"]
+            try:
+                array = np.load(path, mmap_mode="r")
+            except (OSError, ValueError):
+                return False
+            if (array.shape, array.dtype) != (shapes[name], np.uint8) or sha256_file(path) != file["sha256"]:
+                return False
+    return True
+
+
+def _ours(name: str, own: Iterable[str]) -> bool:
+    """A file a preparation writes, or the temporary file of one that a killed run left behind."""
+    return any(name == own_name or (name.startswith(f".{own_name}.") and name.endswith(".tmp")) for own_name in own)
+
+
+def check_own(out_dir: Path, dataset: str, splits: Sequence[str] = SPLITS) -> None:
+    """``out_dir`` may hold only what a preparation writes, since a new preparation replaces it whole."""
+    if not out_dir.is_dir():
+        return
+    foreign = []
+    for path in sorted(out_dir.iterdir()):
+        if path.name in splits and path.is_dir():
+            foreign += [p for p in sorted(path.iterdir()) if not _ours(p.name, ARRAYS)]
+        elif not _ours(path.name, ("split.json", "manifest.json")):
+            foreign.append(path)
+    if foreign:
+        raise DataError(f"{out_dir} holds {', '.join(str(p) for p in foreign[:3])}, which no {dataset} preparation "
+                        "wrote; a new preparation replaces the whole folder, so move them or choose another --out")
+
+
+def load_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Memory-map one prepared split ``<out>/<split>``: images (N, 3, c, c), masks (N, c, c), the manifest."""
+    path = Path(path)
+    manifest_path = path.parent / "manifest.json"
+    if not manifest_path.exists():
+        raise DataError(f"{manifest_path} is missing next to {path.name}/; prepare the data with "
+                        "`ddubench deepglobe-prepare` or `ddubench inria-prepare`, or let Snakemake build it")
+    arrays = []
+    for name in ("images", "masks"):
+        file = path / f"{name}.npy"
+        try:
+            arrays.append(np.load(file, mmap_mode="c"))
+        except (OSError, ValueError) as err:
+            raise DataError(f"{file} is missing or unreadable ({err}); delete {path.parent} and prepare it "
+                            "again") from None
+    images, masks = arrays
+    if images.ndim != 4 or images.shape[1] != 3 or masks.shape != (images.shape[0], *images.shape[2:]):
+        raise DataError(f"{path} holds images {images.shape} and masks {masks.shape}; expected (N, 3, H, W) and "
+                        "(N, H, W); delete it and prepare it again")
+    return images, masks, read_json(manifest_path)
+
+
+def dataset_of(path: str | Path) -> str:
+    """The dataset a prepared split folder holds, from its manifest (``deepglobe`` for manifests without one)."""
+    manifest_path = Path(path).parent / "manifest.json"
+    if not manifest_path.is_file():
+        return "deepglobe"
+    return read_json(manifest_path).get("dataset", "deepglobe")
