@@ -32,7 +32,7 @@ wildcard_constraints:
     test_k=r"\d+",
     seed=r"\d+",
     spec="[a-z]+(_[A-Z][A-Za-z0-9]+)*",
-    mode="eager|compiled|authors_scheme",
+    mode=r"eager|compiled|authors_scheme|stacked\d",
     name="[^/]+",
 
 

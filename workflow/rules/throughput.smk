@@ -2,7 +2,8 @@
 
 A timing job asks for every core, so Snakemake runs nothing beside it and the times are not disturbed.
 Mode `authors_scheme` times the authors' training scheme (k cloned encoder-decoders) for the same DDU-Net in
-the same run, the reference that "ours" is compared with. `throughput.distributed` adds the spatially
+the same run, the reference that "ours" is compared with; mode `stackedS` times S seeds trained in one process
+(issue 13: more models per hour than separate jobs?). `throughput.distributed` adds the spatially
 parallel step of `train --distributed` over P torchrun ranks
 (`measure step-time --distributed`), with each rank's peak memory.
 """
@@ -39,7 +40,9 @@ rule throughput_measure:
         "results/{run}/throughput/{spec}_k{k}_{mode}.json",
     params:
         cfg=throughput_config,
-        mode=lambda wildcards: {"compiled": "--compile", "authors_scheme": "--authors-scheme"}.get(wildcards.mode, ""),
+        mode=lambda wildcards: {"compiled": "--compile", "authors_scheme": "--authors-scheme"}.get(
+            wildcards.mode, f"--stacked-seeds {wildcards.mode[len('stacked'):]}" if wildcards.mode.startswith("stacked")
+            else ""),
     threads: workflow.cores
     log:
         "logs/{run}/throughput/{spec}_k{k}_{mode}.log",

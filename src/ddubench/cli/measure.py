@@ -37,7 +37,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
         return
     record = measure_train_step(args.model, args.k, args.subimage_size, args.batch_size, args.warmup, args.repeats,
                                 compile_model=args.compile, device=resolve_device(args.device),
-                                authors_scheme=args.authors_scheme)
+                                authors_scheme=args.authors_scheme, stacked_seeds=args.stacked_seeds)
     print(f"{record['label']} ({record['mode']}, {record['device']}): training step, batch {args.batch_size}, "
           f"k={args.k}: median "
           f"{record['step_time_median_s'] * 1e3:.1f} ms (IQR {record['step_time_q1_s'] * 1e3:.1f}-"
@@ -173,6 +173,9 @@ def register(commands: Commands) -> None:
     p.add_argument("--authors-scheme", action="store_true",
                    help="step-time: the authors' training scheme for the same DDU-Net (k cloned encoder-decoders, "
                         "gradients summed into clone 0, Adam, load_state_dict broadcast; eager), as a reference")
+    p.add_argument("--stacked-seeds", type=int, default=1, metavar="S",
+                   help="step-time: S seeds of the model trained in one process (weights stacked, one vmap-ed call "
+                        "a step); the record's step time is the stacked step's / S")
     p.add_argument("--distributed", action="store_true",
                    help="step-time: the spatially parallel step of `train --distributed` over the ranks of torchrun "
                         "(torchrun --nproc-per-node P -m ddubench measure step-time --distributed ...)")

@@ -47,7 +47,7 @@ def throughput_table(payloads: list[dict[str, Any]]) -> pd.DataFrame:
         distributed = r.get("mode") == "distributed"
         rows.append({
             "model": r["label"], "spec": r["spec"], "k": r["k"], "mode": r.get("mode", "eager"),
-            "ranks": r.get("world_size", 1), "batch_size": r["batch_size"],
+            "ranks": r.get("world_size", 1), "seeds_per_process": r.get("seeds", 1), "batch_size": r["batch_size"],
             "threads": r["threads"], "params": r["params"],
             "step_time_ms_authors_code": anchor,
             "step_time_ms_authors_scheme": None if scheme is None else round(scheme, 2),
@@ -65,6 +65,9 @@ def throughput_table(payloads: list[dict[str, Any]]) -> pd.DataFrame:
                         f"; distributed: {r['world_size']} {r['backend']} ranks of {r['threads']} thread(s) "
                         "each, the subimages split over them (bottleneck all-gather, dice-sum and gradient "
                         "all-reduce), time of the slowest rank, peak = largest rank's live tensors "
-                        "(optimizer state included)" if distributed else ""),
+                        "(optimizer state included)" if distributed else "") + (
+                        f"; stacked: {r.get('seeds')} seeds trained in one process (weights stacked, one vmap-ed "
+                        "call a step), the time is one model's share of the stacked step (compare with eager for "
+                        "models per hour)" if str(r.get("mode", "")).startswith("stacked") else ""),
         })
     return pd.DataFrame(rows).sort_values(["spec", "k", "mode", "ranks"]).reset_index(drop=True)
