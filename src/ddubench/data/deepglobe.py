@@ -31,8 +31,6 @@ first), as the authors did for their ImageNet-pretrained encoder.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 import time
 from collections.abc import Sequence
@@ -41,13 +39,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from ..errors import DataError
 from ..io import atomic_dir, atomic_path, read_json, write_json
 from ..provenance import provenance, relative_paths, repository_root, utc_now
-from .prepared import SPLITS, array_records, check_own, intact
+from .prepared import SPLITS, array_records, check_own, decode, image_size, intact
 
 CLASSES = ("urban", "agriculture", "rangeland", "forest", "water", "barren", "unknown")
 COLOURS = ((0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0))
@@ -165,28 +162,10 @@ def find_tiles(root: str | Path) -> tuple[str, list[Tile]]:
     return layout, [tiles[tile_id] for tile_id in sorted(tiles)]
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"{path} is not a readable image ({err}); replace the file") from None
-
-
 def read_rgb(path: Path) -> tuple[np.ndarray, str]:
     """Decode an RGB image fully (truncation is an error naming the file); returns (H, W, 3) uint8 and sha256."""
-    try:
-        data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            if image.mode not in ("RGB", "RGBA", "P"):
-                raise DataError(f"{path} has pixel mode {image.mode}; DeepGlobe images and masks are RGB colour "
-                                "files (a class-id mask must be converted back to colours)")
-            pixels = np.asarray(image.convert("RGB"))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"{path} is truncated or unreadable ({err}); replace the file") from None
-    return pixels, hashlib.sha256(data).hexdigest()
+    return decode(path, ("RGB", "RGBA", "P"), "RGB", "DeepGlobe images and masks are RGB colour files (a class-id "
+                  "mask must be converted back to colours)")
 
 
 # ---------------------------------------------------------------------------------------------- split, crops
@@ -262,7 +241,7 @@ def _plan_crops(split: str, tiles: list[Tile], size: int, grid: bool) -> list[tu
     """Crop origins per tile from the file headers; image/mask size mismatches and too-small tiles are errors."""
     plan = []
     for tile in tiles:
-        (width, height), mask_size = _image_size(tile.image), _image_size(tile.mask)
+        (width, height), mask_size = image_size(tile.image), image_size(tile.mask)
         if mask_size != (width, height):
             raise DataError(f"{tile.mask} is {mask_size[0]}x{mask_size[1]} but its image {tile.image.name} is "
                             f"{width}x{height}; replace the mismatched file")

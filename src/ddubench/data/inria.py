@@ -23,8 +23,6 @@ Arrays and manifest are a prepared crop store (:mod:`.prepared`), built in a tem
 
 from __future__ import annotations
 
-import hashlib
-import io
 import re
 import time
 from collections.abc import Sequence
@@ -33,13 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from ..errors import DataError
 from ..io import atomic_dir, atomic_path, read_json, write_json
 from ..provenance import provenance, relative_paths, repository_root, utc_now
-from .prepared import SPLITS, array_records, check_own, intact
+from .prepared import SPLITS, array_records, check_own, decode, image_size, intact
 
 CLASSES = ("background", "building")
 CITIES = ("austin", "chicago", "kitsap", "tyrol-w", "vienna")
@@ -139,28 +136,14 @@ def grid_origins(length: int, size: int, overlap: int) -> list[int]:
     return list(range(0, length - size + 1, stride))
 
 
-def _read(path: Path, modes: tuple[str, ...], what: str) -> tuple[np.ndarray, str]:
-    """Decode a whole TIFF (truncation is an error naming the file); the pixels and the file's sha256."""
-    try:
-        data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            if image.mode not in modes:
-                raise DataError(f"{path} has pixel mode {image.mode}; Inria {what} are {' or '.join(modes)} files")
-            pixels = np.asarray(image.convert("RGB" if what == "images" else "L"))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"{path} is truncated or unreadable ({err}); replace the file") from None
-    return pixels, hashlib.sha256(data).hexdigest()
-
-
 def read_image(path: Path) -> tuple[np.ndarray, str]:
     """(H, W, 3) uint8 RGB of an Inria image and its sha256."""
-    return _read(path, ("RGB", "RGBA"), "images")
+    return decode(path, ("RGB", "RGBA"), "RGB", "Inria images are RGB files")
 
 
 def read_gt(path: Path) -> tuple[np.ndarray, str]:
     """(H, W) uint8 class ids (1 building) of an Inria ground truth and its sha256; other grey levels are errors."""
-    grey, digest = _read(path, ("L", "1", "P"), "ground truths")
+    grey, digest = decode(path, ("L", "1", "P"), "L", "Inria ground truths are one-channel files (0 and 255)")
     bad = (grey != 0) & (grey != BUILDING)
     if bad.any():
         row, col = (int(v) for v in np.argwhere(bad)[0])
@@ -169,21 +152,13 @@ def read_gt(path: Path) -> tuple[np.ndarray, str]:
     return (grey == BUILDING).astype(np.uint8), digest
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"{path} is not a readable image ({err}); replace the file") from None
-
-
 def _plan(split: str, tiles: list[Tile], spec: PrepareSpec, progress: bool) -> list[tuple[Tile, list[tuple[int, int]]]]:
     """Crop origins per tile; for training only the patches that hold a building pixel (reads the ground truths)."""
     size = spec.crop(split)
     plan = []
     for tile in tqdm(tiles, desc=f"inria {split} plan", unit="tile", disable=not progress or split != "train",
                      leave=False):
-        (width, height), gt_size = _image_size(tile.image), _image_size(tile.gt)
+        (width, height), gt_size = image_size(tile.image), image_size(tile.gt)
         if gt_size != (width, height):
             raise DataError(f"{tile.gt} is {gt_size[0]}x{gt_size[1]} but its image {tile.image.name} is "
                             f"{width}x{height}; replace the mismatched file")

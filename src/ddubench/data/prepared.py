@@ -9,11 +9,13 @@ recorded shape and checksum, and a new one replaces the whole folder, so the fol
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from ..errors import DataError
 from ..io import read_json
@@ -29,6 +31,30 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from an image file's header, without decoding the pixels."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{path} is not a readable image ({err}); replace the file") from None
+
+
+def decode(path: Path, modes: tuple[str, ...], convert: str, wrong_mode: str) -> tuple[np.ndarray, str]:
+    """Decode a whole image whose pixel mode is one of ``modes``, converted to ``convert``; returns the pixels and
+    the file's sha256. Truncation is an error naming the file; another mode is one too, ending in ``wrong_mode``."""
+    try:
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            if image.mode not in modes:
+                raise DataError(f"{path} has pixel mode {image.mode}; {wrong_mode}")
+            pixels = np.asarray(image.convert(convert))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"{path} is truncated or unreadable ({err}); replace the file") from None
+    return pixels, hashlib.sha256(data).hexdigest()
 
 
 def array_records(out_dir: Path, split: str) -> dict[str, dict[str, str]]:

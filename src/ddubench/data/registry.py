@@ -77,31 +77,23 @@ def load_synthetic(path: str | Path) -> SegmentationSplit:
     )
 
 
-def load_deepglobe(path: str | Path) -> SegmentationSplit:
-    """Load one prepared DeepGlobe split ``<dir>/<split>`` (memory-mapped crops; ImageNet normalisation)."""
+def _load_prepared(path: str | Path, class_names: tuple[str, ...], **facts: object) -> SegmentationSplit:
+    """One prepared crop-store split ``<dir>/<split>`` (memory-mapped); its subimage side from the manifest."""
     images, masks, manifest = load_arrays(path)
     size = manifest["spec"]["subimage"]
-    return SegmentationSplit(
-        images=torch.from_numpy(images),
-        masks=torch.from_numpy(masks),
-        class_names=deepglobe.CLASSES,
-        subimage_size=(size, size),
-        ignore_index=deepglobe.IGNORE_INDEX,
-        mean=deepglobe.IMAGENET_MEAN,
-        std=deepglobe.IMAGENET_STD,
-    )
+    return SegmentationSplit(images=torch.from_numpy(images), masks=torch.from_numpy(masks), class_names=class_names,
+                             subimage_size=(size, size), **facts)
+
+
+def load_deepglobe(path: str | Path) -> SegmentationSplit:
+    """Load one prepared DeepGlobe split (ImageNet normalisation; 'unknown' ignored)."""
+    return _load_prepared(path, deepglobe.CLASSES, ignore_index=deepglobe.IGNORE_INDEX, mean=deepglobe.IMAGENET_MEAN,
+                          std=deepglobe.IMAGENET_STD)
 
 
 def load_inria(path: str | Path) -> SegmentationSplit:
-    """Load one prepared Inria split ``<dir>/<split>`` (memory-mapped patches; RGB scaled to [0, 1] only)."""
-    images, masks, manifest = load_arrays(path)
-    size = manifest["spec"]["subimage"]
-    return SegmentationSplit(
-        images=torch.from_numpy(images),
-        masks=torch.from_numpy(masks),
-        class_names=inria.CLASSES,
-        subimage_size=(size, size),
-    )
+    """Load one prepared Inria split (RGB scaled to [0, 1] only, as the thesis)."""
+    return _load_prepared(path, inria.CLASSES)
 
 
 DATASETS: dict[str, Callable[[str | Path], SegmentationSplit]] = {
