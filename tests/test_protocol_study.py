@@ -116,3 +116,14 @@ def test_protocol_table_says_which_cells_have_not_run() -> None:
     assert "validation split was not evaluated for every seed" in table.loc["table10", "note"]
     assert table.loc["driver", "n_seeds"] == 0 and "not trained yet" in table.loc["driver", "note"]
     assert table.loc["driver", ["iou_line_ours", "iou_line_val_ours", "best_epoch"]].isna().all()
+
+
+def test_a_derived_runs_config_file_name_resolves_to_its_derived_config() -> None:
+    """Tables of a derived run name config/<run>-<variant>.yaml, which need not exist (the workflow's fig9 table of
+    paper-thesis_rule stopped on it)."""
+    derived = load_config(REPO / "config" / "paper-thesis_rule.yaml")
+    assert derived == derived_config(load_config(REPO / "config" / "paper.yaml"), "thesis_rule",
+                                     str(REPO / "config" / "paper.yaml"))
+    assert derived["run"] == "paper-thesis_rule" and derived["synthetic"]["line_width"] == 3
+    with pytest.raises(ConfigError, match="names no protocol_study variant 'nothing'"):
+        load_config(REPO / "config" / "cpu-nothing.yaml")

@@ -47,8 +47,16 @@ def validate_config(config: dict[str, Any], source: str = "<config>") -> dict[st
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read and validate a YAML configuration file."""
+    """Read and validate a YAML configuration file.
+
+    ``config/<run>-<variant>.yaml`` need not exist: it names the derived run ``<run>-<variant>`` of
+    ``config/<run>.yaml`` (a protocol-study variant or ``thesis``; :func:`derived_config`), so a table of a derived
+    run is built from its own resolved settings like any other run's.
+    """
     path = Path(path)
+    base_path = path.with_name(path.stem.split("-", 1)[0] + path.suffix)
+    if not path.exists() and "-" in path.stem and base_path.exists():
+        return derived_config(load_config(base_path), path.stem.split("-", 1)[1], str(base_path))
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist; pick one of config/smoke.yaml, config/cpu.yaml, config/paper.yaml")
     try:
