@@ -96,6 +96,20 @@ def inria_training_args(wildcards):
     return " ".join(flags + (["--augment"] if training["augment"] else []) + [f"--device {training['device']}"])
 
 
+def inria_launch(wildcards):
+    """The ranks a model trains over: `ranks` / `model_ranks` of the training settings, capped by the subimages of
+    a training patch (a U-Net: one process)."""
+    section = inria_section(wildcards.run)
+    training = inria_training(section)
+    subimages = (section["crop"]["train"] // section["subimage"]) ** 2
+    return Launch(wildcards.run, model_ranks(training, wildcards.spec, subimages), training["device"])
+
+
+def inria_launcher(wildcards):
+    launch = inria_launch(wildcards)
+    return DDUBENCH if launch.ranks == 1 else f"{launch.torchrun()} -m ddubench"
+
+
 rule inria_train:
     input:
         inria_split_inputs("train", "val"),
@@ -103,17 +117,19 @@ rule inria_train:
         summary="results/{run}/inria/runs/{spec}/seed{seed}/train.json",
         checkpoint=temp("results/{run}/inria/runs/{spec}/seed{seed}/best.pt"),
     params:
+        launcher=inria_launcher,
         hyper=inria_training_args,
-    threads: 1
+        distributed=lambda wildcards: "--distributed" if inria_launch(wildcards).ranks > 1 else "",
+    threads: lambda wildcards: inria_launch(wildcards).ranks  # one torch thread per rank
     resources:
-        **gpu_resources(inria_device),
+        **launch_resources(inria_launch),
     log:
         "logs/{run}/inria/train/{spec}_seed{seed}.log",
     shell:
-        "{DDUBENCH} train --model {wildcards.spec} --data data/{wildcards.run}/inria"
+        "{params.launcher} train --model {wildcards.spec} --data data/{wildcards.run}/inria"
         " --run-dir results/{wildcards.run}/inria/runs/{wildcards.spec}/seed{wildcards.seed}"
-        " --summary {output.summary} {params.hyper} --seed {wildcards.seed} --threads {threads} --no-progress"
-        " > {log} 2>&1"
+        " --summary {output.summary} {params.hyper} {params.distributed} --seed {wildcards.seed} --threads 1"
+        " --no-progress > {log} 2>&1"
 
 
 rule inria_evaluate:

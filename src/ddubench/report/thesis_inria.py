@@ -14,9 +14,10 @@ from . import paper
 
 SPLITS = ("train", "val", "test")  # Table 7.8's column order
 # our settings for what Table 7.7 does not state (augment: thesis §7.3.2's flips and quarter turns), and where
-# the models run (not an experiment setting)
+# the models run (not an experiment setting: the device, and the ranks a DDU-Net's subimages train over, as in
+# the `training` section)
 UNSTATED = {"lr_factor": 0.5, "eval_batch_size": 1, "loss": "macro", "augment": True}
-RUNTIME = {"device": "auto"}
+RUNTIME = {"device": "auto", "ranks": 1, "model_ranks": {}}
 
 
 def inria_training(section: dict[str, Any]) -> dict[str, Any]:
