@@ -9,6 +9,9 @@ Files in the run directory: ``last.pt`` (written after every epoch; training res
 RNG states, to the same weights an uninterrupted run gives), ``best.pt`` (lowest validation loss) and
 ``history.csv``. All writes are atomic.
 
+With ``augment`` each training image is flipped and turned with its mask (:mod:`.augment`; the thesis's Inria
+and DeepGlobe training), drawn from the same checkpointed generator as the batch order.
+
 Mixed precision (``amp=True``, journal DeepGlobe training; see :func:`resolve_amp`): forward passes under
 float16 ``torch.autocast`` and a ``GradScaler`` on the loss, CUDA only. With ``amp=False`` (the default)
 the scaler is disabled and every step is exactly the plain float32 step.
