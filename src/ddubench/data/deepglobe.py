@@ -42,9 +42,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import DataError
-from ..io import atomic_dir, atomic_path, read_json, write_json
+from ..io import atomic_dir, read_json, write_json
 from ..provenance import provenance, relative_paths, repository_root, utc_now
-from .prepared import SPLITS, array_records, check_own, decode, image_size, intact
+from .prepared import SPLITS, array_records, check_own, crop_arrays, decode, image_size, intact
 
 CLASSES = ("urban", "agriculture", "rangeland", "forest", "water", "barren", "unknown")
 COLOURS = ((0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0))
@@ -259,11 +259,7 @@ def _write_split(out_dir: Path, split: str, tiles: list[Tile], size: int, grid: 
     count = sum(len(origins) for _, origins in plan)
     image_counts, crop_counts = np.zeros(len(CLASSES), np.int64), np.zeros(len(CLASSES), np.int64)
     crops, sources = [], {}
-    (out_dir / split).mkdir(parents=True, exist_ok=True)
-    image_file, mask_file = out_dir / split / "images.npy", out_dir / split / "masks.npy"
-    with atomic_path(image_file) as image_tmp, atomic_path(mask_file) as mask_tmp:
-        images = np.lib.format.open_memmap(image_tmp, mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
-        masks = np.lib.format.open_memmap(mask_tmp, mode="w+", dtype=np.uint8, shape=(count, size, size))
+    with crop_arrays(out_dir, split, count, size) as (images, masks):
         index = 0
         for tile, origins in tqdm(plan, desc=f"deepglobe {split}", unit="tile", disable=not progress, leave=False):
             pixels, image_sha = read_rgb(tile.image)
@@ -278,9 +274,6 @@ def _write_split(out_dir: Path, split: str, tiles: list[Tile], size: int, grid: 
                 crop_counts += np.bincount(masks[index].ravel(), minlength=len(CLASSES))
                 crops.append({"id": tile.id, "row": row, "col": col})
                 index += 1
-        images.flush()
-        masks.flush()
-        del images, masks
     files = array_records(out_dir, split)
     return {"images": len(tiles), "crops": crops, "crop_px": size, "files": files, "sources": sources,
             "class_pixels_images": image_counts.tolist(), "class_pixels_crops": crop_counts.tolist()}

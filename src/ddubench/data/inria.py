@@ -34,9 +34,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import DataError
-from ..io import atomic_dir, atomic_path, read_json, write_json
+from ..io import atomic_dir, read_json, write_json
 from ..provenance import provenance, relative_paths, repository_root, utc_now
-from .prepared import SPLITS, array_records, check_own, decode, image_size, intact
+from .prepared import SPLITS, array_records, check_own, crop_arrays, decode, image_size, intact
 
 CLASSES = ("background", "building")
 CITIES = ("austin", "chicago", "kitsap", "tyrol-w", "vienna")
@@ -185,10 +185,7 @@ def _write_split(out_dir: Path, split: str, tiles: list[Tile], spec: PrepareSpec
                         "building pixel; check the ground truths")
     pixel_counts = np.zeros(len(CLASSES), np.int64)
     crops, sources = [], {}
-    (out_dir / split).mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / split / "images.npy") as image_tmp, atomic_path(out_dir / split / "masks.npy") as mask_tmp:
-        images = np.lib.format.open_memmap(image_tmp, mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
-        masks = np.lib.format.open_memmap(mask_tmp, mode="w+", dtype=np.uint8, shape=(count, size, size))
+    with crop_arrays(out_dir, split, count, size) as (images, masks):
         index = 0
         for tile, origins in tqdm(plan, desc=f"inria {split}", unit="tile", disable=not progress, leave=False):
             pixels, image_sha = read_image(tile.image)
@@ -202,9 +199,6 @@ def _write_split(out_dir: Path, split: str, tiles: list[Tile], spec: PrepareSpec
                 pixel_counts += np.bincount(masks[index].ravel(), minlength=len(CLASSES))
                 crops.append({"id": tile.id, "row": row, "col": col})
                 index += 1
-        images.flush()
-        masks.flush()
-        del images, masks
     return {"images": len(tiles), "crops": crops, "crop_px": size, "files": array_records(out_dir, split),
             "sources": sources, "class_pixels_crops": pixel_counts.tolist()}
 

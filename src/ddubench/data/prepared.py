@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
-from ..io import read_json
+from ..io import atomic_path, read_json
 
 SPLITS = ("train", "val", "test")
 ARRAYS = ("images.npy", "masks.npy")
@@ -55,6 +56,20 @@ def decode(path: Path, modes: tuple[str, ...], convert: str, wrong_mode: str) ->
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"{path} is truncated or unreadable ({err}); replace the file") from None
     return pixels, hashlib.sha256(data).hexdigest()
+
+
+@contextmanager
+def crop_arrays(out_dir: Path, split: str, count: int, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Memory-mapped ``<split>/images.npy`` (count, 3, size, size) and ``masks.npy`` (count, size, size) uint8 to
+    fill; both files appear, flushed, only when the block ends without an error."""
+    (out_dir / split).mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / split / "images.npy") as image_tmp, atomic_path(out_dir / split / "masks.npy") as mask_tmp:
+        images = np.lib.format.open_memmap(image_tmp, mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
+        masks = np.lib.format.open_memmap(mask_tmp, mode="w+", dtype=np.uint8, shape=(count, size, size))
+        yield images, masks
+        images.flush()
+        masks.flush()
+        del images, masks
 
 
 def array_records(out_dir: Path, split: str) -> dict[str, dict[str, str]]:
