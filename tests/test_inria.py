@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -256,17 +257,11 @@ def test_table7_8_puts_each_model_split_and_class_beside_the_thesis() -> None:
     assert table.loc["baseline U-Net", "iou_background_val_ours"] == 0.9
     assert table.loc["proposed w/ communication", "iou_building_test_ours"] == pytest.approx(0.55)
     assert table.loc["proposed w/ communication", "n_seeds"] == 2
-    assert pd_isna(table.loc["proposed w/ communication", "iou_building_val_ours"])
+    assert pd.isna(table.loc["proposed w/ communication", "iou_building_val_ours"])
     assert table.loc["proposed w/o communication", "iou_background_val_ours"] == 0.95
     assert table.loc["proposed w/o communication", "note"] == "config t: 2 seed(s)"
     with pytest.raises(DdubenchError, match="none of the thesis's Inria models"):
         thesis_inria.thesis_name("ddunet_D3_F8_CN")
-
-
-def pd_isna(value: object) -> bool:
-    import pandas as pd
-
-    return bool(pd.isna(value))
 
 
 def test_table7_7_states_the_thesis_settings_and_rejects_unknown_keys() -> None:
