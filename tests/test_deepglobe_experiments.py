@@ -74,6 +74,13 @@ def test_table6_puts_the_config_beside_journal_table6_and_the_thesis() -> None:
     assert smoke.loc["select_on", ["value_paper", "value_ours"]].tolist() == ["test", "val"]
     assert smoke.loc["mixed_precision", "value_ours"] == "auto (CUDA only)"
     assert smoke.loc["encoder_weights", "value_ours"] == "random (no local ImageNet file configured)"
+    assert smoke.loc["augmentation", ["value_paper", "value_thesis", "value_ours"]].tolist() == [
+        "flips + quarter turns"] * 3
+    plain = copy.deepcopy(load_config(REPO / "config/smoke.yaml")["deepglobe"])
+    plain["training"]["augment"] = False
+    unaugmented = table6(plain).set_index("hyperparameter").loc["augmentation"]
+    assert unaugmented["value_ours"] == "none"
+    assert unaugmented["note"] == "trained without the journal's flips and quarter turns (augment: false)"
 
     deepglobe = copy.deepcopy(load_config(REPO / "config/paper.yaml")["deepglobe"])
     deepglobe["weights"]["resnet18"] = "w/resnet18.pth"

@@ -252,6 +252,20 @@ def test_runtime_compile_overrides_the_configs_compile(configfile: str, override
     assert "--compile False" not in commands[0] and "--compile True" not in commands[0]
 
 
+@pytest.mark.parametrize("target", [
+    "results/paper/deepglobe/runs/resnetddunet_R18_F256_CY/seed0/train.json",   # journal Sec. V-B
+    "results/cpu/deepglobe/runs/patching_P64/seed0/train.json",                # journal Table 1's baselines too
+    "results/cpu-thesis/deepglobe/runs/resnetddunet_R18_F64_CY/S128/seed0/train.json",  # thesis §7.4.2
+])
+def test_deepglobe_models_train_with_the_papers_augmentation(target: str) -> None:
+    """Journal and thesis flip and turn every DeepGlobe training crop; the workflow passes `--augment`."""
+    configfile = "config/paper.yaml" if "/paper/" in target else "config/cpu.yaml"
+    result = snakemake(target, "-n", "-p", "--forceall", "--cores", "1", "--configfile", configfile)
+    assert result.returncode == 0, result.stderr[-2000:]
+    commands = [line for line in result.stdout.splitlines() if " train --model " in line]
+    assert len(commands) == 1 and " --augment " in commands[0]
+
+
 def _ranks_config(work: Path, run: str, ranks: int) -> str:
     """A smoke-derived config whose ddunet_D3_F4_CY trains 3 epochs without dropout over ``ranks`` ranks."""
     text = (work / "config/smoke.yaml").read_text()

@@ -162,6 +162,8 @@ def deepglobe_training_args(wildcards):
     training = run_config(wildcards.run)["deepglobe"]["training"]
     flags = [f"--{key.replace('_', '-')} {training[key]}" for key in DEEPGLOBE_TRAIN_FLAGS]
     flags += [f"--amp {AMP_FLAG[training['amp']]}", f"--device {training['device']}"]
+    if training["augment"]:
+        flags.append("--augment")
     if deepglobe_train_ranks(wildcards) > 1:
         flags.append("--distributed")
     weights = deepglobe_weights(wildcards.run, wildcards.spec)

@@ -164,6 +164,7 @@ def table9() -> pd.DataFrame:
 # Journal Table 6 (DeepGlobe hyperparameters) and what the journal text adds (Sec. V-B: mixed precision,
 # 1024 px training crops, 2048 px test crops, every network trained three times, the best on the test set
 # reported); thesis Table 7.10 where it differs or adds. None: the source does not give the value.
+AUGMENTATION = "flips + quarter turns"
 TABLE6_ROWS: tuple[tuple[str, object, object, str], ...] = (
     # (hyperparameter, journal, thesis Table 7.10, where the journal value comes from)
     ("lr", 0.001, 0.001, "journal Table 6 (thesis: maximum learning rate)"),
@@ -181,6 +182,7 @@ TABLE6_ROWS: tuple[tuple[str, object, object, str], ...] = (
     ("crop_test_px", 2048, 2048, "journal text"),
     ("subimage_px", 256, 256, "journal Table 9 (feature-map sizes for 256 x 256 subimages)"),
     ("encoder_weights", "ImageNet", "ImageNet", "journal Sec. V-B: pretrained ResNet blocks, frozen"),
+    ("augmentation", AUGMENTATION, AUGMENTATION, "journal Sec. V-B; thesis §7.4.2 (the procedure of §7.3.2)"),
 )
 
 
@@ -199,6 +201,7 @@ def _ours(deepglobe: dict[str, Any]) -> dict[str, object]:
         "subimage_px": deepglobe["subimage"],
         "encoder_weights": ", ".join(f"{name}: {path}" for name, path in weights.items() if path)
         or "random (no local ImageNet file configured)",
+        "augmentation": AUGMENTATION if training["augment"] else "none",
     }
 
 
@@ -217,6 +220,8 @@ def _table6_note(name: str, journal: object, thesis: object, ours: object, deepg
         elif name == "select_on":
             parts.append("the repeat is picked on the validation split here; select_on: test reproduces the "
                          "journal's protocol")
+        elif name == "augmentation":
+            parts.append("trained without the journal's flips and quarter turns (augment: false)")
         elif name == "encoder_weights":
             parts.append("no ImageNet file configured: the frozen ResNet blocks keep random weights")
         else:
