@@ -107,6 +107,9 @@ def variant_spec(spec: str, variant: dict[str, Any]) -> str:
     return str(ModelSpec.parse("_".join([str(parsed), *tokens])))
 
 
+# sections that compare the base run with other runs: a derived run does not inherit them
+BASE_RUN_ONLY = ("protocol_study", "fig9_budgets")
+
 # the derived run <run>-thesis of the thesis's own experiments (thesis.synthetic, thesis.deepglobe_ablation)
 THESIS_RUN = "thesis"
 
@@ -150,7 +153,7 @@ def derived_config(base: dict[str, Any], variant_name: str, source: str = "<conf
         raise ConfigError(f"{source}: run {base['run']}-{variant_name} names no protocol_study variant "
                           f"{variant_name!r} and no derived run; known: {', '.join(variants) or 'none'}")
     variant = variants[variant_name]
-    derived = copy.deepcopy({key: value for key, value in base.items() if key != "protocol_study"})
+    derived = copy.deepcopy({key: value for key, value in base.items() if key not in BASE_RUN_ONLY})
     for section in ("training", "synthetic"):
         derived[section] = {**derived[section], **variant.get(section, {})}
     if "deepglobe_training" in variant:

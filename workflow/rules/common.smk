@@ -310,12 +310,13 @@ def run_outputs(run):
     cfg = run_config(run)
     scaling = f"scaling_{cfg['scaling']['device']}"
     study = "protocol_study" in cfg  # protocol.smk
+    budgets = ["fig9_budgets"] if "fig9_budgets" in cfg else []  # protocol.smk
     positional = "positional" in cfg.get("thesis", {})  # thesis.smk
     thesis_synthetic = "synthetic" in cfg.get("thesis", {})  # thesis.smk
     thesis_memory = "memory" in cfg.get("thesis", {})  # thesis.smk
     ablation = "deepglobe_ablation" in cfg.get("thesis", {})  # thesis.smk
     inria = "inria" in cfg.get("thesis", {})  # inria.smk
-    tables = (TABLES + [scaling] + (["protocol_study"] if study else [])
+    tables = (TABLES + [scaling] + (["protocol_study"] if study else []) + budgets
               + (["thesis_table6_2", "thesis_table6_3"] if positional else [])
               + (["thesis_table7_4", "thesis_fig7_5", "thesis_fig7_6", "thesis_fig7_7", "thesis_fig7_8"]
                  if thesis_synthetic else [])
@@ -324,7 +325,7 @@ def run_outputs(run):
                  if ablation else [])
               + (["thesis_table7_7", "thesis_table7_8", "thesis_fig5_6", "thesis_fig7_9", "thesis_fig7_11_13"]
                  if inria else []))
-    figures = (FIGURES + [scaling] + (["protocol_study", "protocol_by_distance"] if study else [])
+    figures = (FIGURES + [scaling] + (["protocol_study", "protocol_by_distance"] if study else []) + budgets
                + (["thesis_fig6_4", "thesis_fig6_5"] if positional else [])
                + ([f"thesis_fig7_{n}" for n in range(3, 9)] if thesis_synthetic else [])
                + (["thesis_fig6_8", "thesis_fig6_9", "thesis_fig6_10"] if thesis_memory else [])

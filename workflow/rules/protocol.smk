@@ -65,3 +65,38 @@ rule protocol_figures:
     shell:
         "({DDUBENCH} figure protocol --csv {input} --out {output.bars}"
         " && {DDUBENCH} figure protocol_distance --csv {input} --out {output.distance}) > {log} 2>&1"
+
+
+# ------------------------------------------------------------------ Fig. 9 at several budgets side by side
+# Config `fig9_budgets.runs` names the runs whose Fig. 9 tables are compared (e.g. the cpu budget, the paper's
+# budget, the paper's budget on thesis-rule data); each table is built by its own run's rules.
+
+
+def budget_runs(wildcards):
+    return run_config(wildcards.run)["fig9_budgets"]["runs"]
+
+
+rule fig9_budgets_table:
+    input:
+        lambda wildcards: [f"results/{run}/fig9_heatmap.csv" for run in budget_runs(wildcards)],
+    output:
+        report_table("results/{run}/fig9_budgets.csv"),
+        "results/{run}/fig9_budgets.meta.json",
+    params:
+        config=run_config_file,
+        grids=lambda wildcards: " ".join(f"{run}=results/{run}/fig9_heatmap.csv" for run in budget_runs(wildcards)),
+    log:
+        "logs/{run}/fig9_budgets_table.log",
+    shell:
+        "{DDUBENCH} table fig9_budgets --config {params.config} --grids {params.grids} --out {output[0]} > {log} 2>&1"
+
+
+rule fig9_budgets_figure:
+    input:
+        "results/{run}/fig9_budgets.csv",
+    output:
+        report_figure("figures/{run}/fig9_budgets.pdf"),
+    log:
+        "logs/{run}/fig9_budgets_figure.log",
+    shell:
+        "{DDUBENCH} figure fig9_budgets --csv {input} --out {output} > {log} 2>&1"

@@ -176,6 +176,21 @@ def _synthetic_grid(args: argparse.Namespace) -> tuple[object, dict]:
     return frame, {"inputs": list(args.evals) + list(args.ceilings or [])}
 
 
+def _budgets(args: argparse.Namespace) -> tuple[object, dict]:
+    """Journal Fig. 9 of several runs (budgets, protocols) side by side, from their fig9_heatmap.csv tables."""
+    from ..report.budgets import budget_table
+
+    _require(args, ("grids", "run=path pairs of the runs' fig9_heatmap.csv"))
+    grids = {}
+    for pair in args.grids:
+        run, sep, path = pair.partition("=")
+        if not sep or not run or not path:
+            raise DdubenchError(f"--grids {pair}: give run=path, e.g. cpu=results/cpu/fig9_heatmap.csv")
+        grids[run] = path
+    return budget_table(grids), {"inputs": list(grids.values()),
+                                 "method": "each run's fig9_heatmap.csv, cell by cell beside the journal's Fig. 9"}
+
+
 def _thesis_exact(args: argparse.Namespace) -> tuple[object, dict]:
     """Thesis Tables 6.4, 6.5, 7.5 and 7.6: from the modules and the memory model, no data or training (Table
     7.5's measured per-rank peaks from `measure step-time --distributed` records given with --evals)."""
@@ -291,7 +306,7 @@ TABLE_BUILDERS: dict[str, TableBuilder] = {
     "table1": _baseline_table, "table2": _baseline_table, "table3": _deepglobe_table, "table4": _analysis_table,
     "table5": _analysis_table, "table6": _deepglobe_table, "table7": _table7, "table8": _table8,
     "table9": _deepglobe_table, "table10": _table10, "fig7": _analysis_table, "fig9": _synthetic_grid,
-    "fig10": _synthetic_grid, "fig11": _synthetic_grid, "fig13": _deepglobe_table, "protocol": _protocol,
+    "fig10": _synthetic_grid, "fig11": _synthetic_grid, "fig9_budgets": _budgets, "fig13": _deepglobe_table, "protocol": _protocol,
     "scaling": _scaling, "throughput": _throughput, **dict.fromkeys(THESIS_EXACT_TABLES, _thesis_exact),
     "thesis_table6_2": _thesis_positional, "thesis_table6_3": _thesis_positional,
     **dict.fromkeys(("thesis_table7_4", "thesis_fig7_6", "thesis_fig7_8"), _thesis_synthetic),
@@ -325,6 +340,7 @@ FIGURE_DRAWERS = {
     "scaling": ("scaling", "scaling_figure"),
     "protocol": ("protocol", "protocol_bars"),
     "protocol_distance": ("protocol", "protocol_distance"),
+    "fig9_budgets": ("budgets", "budget_figure"),
     "fig13": ("deepglobe_figures", "fig13_figure"),
     "thesis_fig7_6": ("thesis_synthetic", "thesis_fig7_6_figure"),
     "thesis_fig7_8": ("thesis_synthetic", "thesis_fig7_8_figure"),
@@ -386,6 +402,8 @@ def register(commands: Commands) -> None:
     p.add_argument("--scores", nargs="*", help="table7: test evaluation JSONs of the rows' trained models")
     p.add_argument("--ceilings", nargs="*", help="fig9, fig11, protocol: receptive-field ceiling JSONs (`ddubench "
                    "ceiling`) of the models' classes on their test data (column iou_line_ceiling)")
+    p.add_argument("--grids", nargs="*", metavar="RUN=CSV", help="fig9_budgets: the Fig. 9 tables to set side by "
+                   "side, e.g. cpu=results/cpu/fig9_heatmap.csv paper=results/paper/fig9_heatmap.csv")
     p.add_argument("--threads", type=int, default=None, help="torch threads for measurements (fig7)")
     p.add_argument("--device", help="device fig7 measures (cpu, cuda, cuda:N, auto; default: the config's fig7.device)")
 

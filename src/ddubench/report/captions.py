@@ -36,6 +36,8 @@ ITEMS: dict[str, tuple[str, str, str]] = {
     "protocol_study": (SYNTHETIC, "Protocol study (ours, cf. journal Fig. 9)", "no such study: ours trains a few "
                        "Fig. 9 cells under named protocol variants, beside the paper's value and the receptive-field "
                        "ceiling"),
+    "fig9_budgets": (SYNTHETIC, "Journal Fig. 9 at several budgets (ours)", "no such comparison: ours sets each "
+                     "Fig. 9 cell of several runs (budgets, protocols) beside the paper's value"),
     "fig8_predictions": (SYNTHETIC, "Journal Fig. 8", "predictions of DDU-Net(3, 32, Y), U-Net(3) and "
                          "DDU-Net(3, 32, N) on test images with k = 4"),
     "table3": (DEEPGLOBE, "Journal Table 3", "pixel counts of the DeepGlobe land-cover classes"),
