@@ -99,6 +99,10 @@ def test_line_iou_grid_aggregates_seeds() -> None:
     assert (ddu["iou_line_ours_min"], ddu["iou_line_ours_max"]) == (0.5, 0.9)
     assert ddu["miou_ours"] == pytest.approx(1.2)
     assert unet["model"] == "U-Net" and unet["iou_line_paper"] == 0.95 and pd.isna(unet["iou_line_ours_std"])
+    assert grid["note"].tolist() == ["n", "n"]
+    # a table built before every configured seed is trained says so in the rows that lack some
+    partial = line_iou_grid(records, {}, depth=3, note="n", planned_seeds=lambda k: 3)
+    assert partial["note"].tolist() == ["n", "n; 1 of the 3 seeds trained so far"]
 
 
 def test_heatmaps_are_reproducible_pdf_and_png_with_a_ceiling_panel(tmp_path: Path) -> None:

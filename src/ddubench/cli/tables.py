@@ -160,19 +160,21 @@ def _scaling(args: argparse.Namespace) -> tuple[object, dict]:
 
 def _synthetic_grid(args: argparse.Namespace) -> tuple[object, dict]:
     """Journal Figs. 9 and 11 (line IoU per model and k, with ceilings) and Fig. 10 (depths) from evaluations."""
-    from ..config import load_config
+    from ..config import cell_seeds, load_config
     from ..io import read_json
     from ..report import paper, tables
 
     _require(args, ("evals", "the evaluation JSON files"), ("config", "the run's config"))
     records = [read_json(path) for path in args.evals]
-    note = tables.scale_note(load_config(args.config))
+    config = load_config(args.config)
+    note = tables.scale_note(config)
     if args.name == "fig10":
         frame = tables.depth_table(records, note)
     else:
         reference = paper.FIG9_LINE_IOU if args.name == "fig9" else paper.FIG11_LINE_IOU
         ceilings = {(c["spec"], c["k"]): c["iou_line_ceiling"] for c in map(read_json, args.ceilings or [])}
-        frame = tables.line_iou_grid(records, reference, depth=paper.FIG9_DEPTH, note=note, ceilings=ceilings)
+        frame = tables.line_iou_grid(records, reference, depth=paper.FIG9_DEPTH, note=note, ceilings=ceilings,
+                                     planned_seeds=lambda k: len(cell_seeds(config, k)))
     return frame, {"inputs": list(args.evals) + list(args.ceilings or [])}
 
 

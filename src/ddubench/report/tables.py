@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pandas as pd
@@ -124,13 +124,21 @@ def _paper_line_iou(table: dict[int, tuple[float, ...]], k: int, model: str, fea
     return None
 
 
+def seeds_so_far_note(trained: int, planned: int | None) -> str:
+    """A row's note clause when fewer of its seeds are trained than its configuration names ("" otherwise)."""
+    if planned is None or trained >= planned:
+        return ""
+    return f"; {trained} of the {planned} seeds trained so far"
+
+
 def line_iou_grid(
     records: Iterable[dict[str, Any]], paper_table: dict[int, tuple[float, ...]], depth: int, note: str,
-    ceilings: dict[tuple[str, int], float] | None = None,
+    ceilings: dict[tuple[str, int], float] | None = None, planned_seeds: Callable[[int], int] | None = None,
 ) -> pd.DataFrame:
     """Fig. 9 / Fig. 11 rows: mean, std (n - 1), min and max over seeds of the line-class IoU per (k, model),
     with the paper's, and the receptive-field ceiling of the model on the test k where ``ceilings`` (keyed by
-    :func:`~ddubench.analysis.ceiling.support_class` and test k) has it."""
+    :func:`~ddubench.analysis.ceiling.support_class` and test k) has it. ``planned_seeds(k_train)``, the seeds
+    the configuration names, marks rows built before all of them were trained."""
     rows = []
     for record in records:
         spec = ModelSpec.parse(record["spec"])
@@ -161,9 +169,11 @@ def line_iou_grid(
     ceiling = grouped.pop("iou_line_ceiling")
     grouped.insert(grouped.columns.get_loc("iou_line_ours"), "iou_line_ceiling", ceiling)
     above = grouped["iou_line_paper"] > grouped["iou_line_ceiling"] + 1e-9
-    grouped["note"] = [note + trained_over_note(ranks) + (
+    planned = [planned_seeds(k) if planned_seeds else None for k in grouped["k_train"]]
+    grouped["note"] = [note + trained_over_note(ranks) + seeds_so_far_note(trained, wanted) + (
         "; the paper's value is above the receptive-field ceiling of this model on this data (iou_line_ceiling)"
-        if flag else "") for ranks, flag in zip(grouped.pop("ranks"), above)]
+        if flag else "") for ranks, trained, wanted, flag in zip(grouped.pop("ranks"), grouped["n_seeds"], planned,
+                                                                 above)]
     grouped = grouped.astype({"F": "Int64"})
     order = grouped["model"].map({"DDU-Net": 0, "U-Net": 1})
     return grouped.assign(_o=order).sort_values(["k_train", "_o", "F"]).drop(columns="_o").reset_index(drop=True)
