@@ -51,7 +51,34 @@ def test_compare_grid_checks_the_ordering_in_every_seed(tmp_path: Path, unet_max
     csv = tmp_path / "grid.csv"
     pd.DataFrame([{**row, "iou_line_paper": None} for row in rows]).to_csv(csv, index=False)
     assert compare_grid(csv)["per_k"].loc[0, "comm_beats_unet_every_seed"] == beats
-    assert markdown(csv).splitlines()[-1].endswith(f"| {'yes' if beats else 'no'} |")
+    assert [line for line in markdown(csv).splitlines() if line.startswith("| 3 |")][0].endswith(
+        f"| {'yes' if beats else 'no'} |")
+
+
+def test_compare_grid_names_the_cells_off_by_more_than_two_seed_stds(tmp_path: Path) -> None:
+    rows = [  # (k, model, F, paper, ours, std, ceiling)
+        (2, "DDU-Net", 0, 0.14, 0.138, 0.001, 0.25),  # within the paper's rounding: not off
+        (2, "DDU-Net", 8, 0.91, 0.85, 0.02, 1.0),     # 0.06 > 2 x 0.02: off
+        (2, "U-Net", None, 0.95, 0.90, 0.03, 1.0),    # 0.05 < 2 x 0.03: not off
+        (6, "U-Net", None, 0.68, 0.34, 0.01, 0.47),   # off, and the paper is above the ceiling
+        (6, "DDU-Net", 8, 0.72, 0.52, None, 0.70),    # one seed: no std to judge by
+    ]
+    frame = pd.DataFrame([{"k_train": k, "model": m, "F": f, "label": "U-Net(3)" if f is None else f"DDU-Net(3,{f},Y)", "iou_line_paper": p,
+                           "iou_line_ours": o, "iou_line_ours_std": s, "iou_line_ceiling": c}
+                          for k, m, f, p, o, s, c in rows])
+    csv = tmp_path / "grid.csv"
+    frame.to_csv(csv, index=False)
+    result = compare_grid(csv)
+    off = result["off_cells"]
+    assert off[["k", "label", "paper_above_ceiling"]].values.tolist() == [[2, "DDU-Net(3,8,Y)", False],
+                                                                          [6, "U-Net(3)", True]]
+    assert result["per_k"].set_index("k")["mean_abs_diff"].round(4).to_dict() == {2: 0.0373, 6: 0.27}
+    assert {name: round(value, 4) for name, value in result["per_model"].items()} == {
+        "F=0": 0.002, "F=8": 0.13, "U-Net": 0.195}
+    text = markdown(csv)
+    assert "- k = 6, U-Net(3): ours 0.340 ± 0.010, paper 0.68; the paper's value is above the receptive-field " \
+           "ceiling" in text
+    assert "Mean absolute difference per model over k: F=0 0.002, F=8 0.130, U-Net 0.195." in text
 
 
 def test_throughput_table_compares_with_the_authors_code_anchor() -> None:

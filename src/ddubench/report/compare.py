@@ -23,7 +23,8 @@ def _beats_in_every_seed(comm: pd.DataFrame, unet: pd.DataFrame) -> bool | None:
 
 
 def compare_grid(csv: str | Path) -> dict[str, Any]:
-    """Mean absolute difference to the paper and, per k, the paper's orderings in both and our seed spread."""
+    """Mean absolute difference to the paper (overall, per k and per model), per k the paper's orderings in both and
+    our seed spread, and the cells more than two seed stds from the paper."""
     frame = pd.read_csv(csv)
     both = frame.dropna(subset=["iou_line_paper", "iou_line_ours"])
     rows = []
@@ -32,8 +33,10 @@ def compare_grid(csv: str | Path) -> dict[str, Any]:
         unet = group[group["model"] == "U-Net"]
         no_comm = ddu[ddu["F"] == 0]
         comm = ddu[ddu["F"] > 0]
+        pair = group.dropna(subset=["iou_line_paper", "iou_line_ours"])
         row: dict[str, Any] = {
             "k": int(k),
+            "mean_abs_diff": (pair["iou_line_ours"] - pair["iou_line_paper"]).abs().mean() if len(pair) else None,
             "seeds": int(group["n_seeds"].min()) if "n_seeds" in group else None,
             "std_ours": group["iou_line_ours_std"].mean() if "iou_line_ours_std" in group else None,
         }
@@ -46,11 +49,36 @@ def compare_grid(csv: str | Path) -> dict[str, Any]:
         row["comm_beats_unet_every_seed"] = _beats_in_every_seed(comm, unet)
         rows.append(row)
     per_k = pd.DataFrame(rows)
+    diff = (both["iou_line_ours"] - both["iou_line_paper"]).abs()
+    column = both.apply(lambda r: "U-Net" if r["model"] == "U-Net" else f"F={int(r['F'])}", axis=1) \
+        if len(both) else pd.Series(dtype=str)
     return {
         "cells_compared": int(len(both)),
-        "mean_abs_diff": float((both["iou_line_ours"] - both["iou_line_paper"]).abs().mean()) if len(both) else None,
+        "mean_abs_diff": float(diff.mean()) if len(both) else None,
         "per_k": per_k,
+        "per_model": diff.groupby(column, sort=False).mean().to_dict() if len(both) else {},
+        "off_cells": _off_cells(both),
     }
+
+
+PAPER_ROUNDING = 0.005  # the journal prints line IoU to two decimals
+
+
+def _off_cells(both: pd.DataFrame) -> pd.DataFrame:
+    """Cells whose mean is more than two seed stds (and more than the paper's rounding) from the paper's value
+    (cells with at least two seeds), and whether the paper's value lies above the receptive-field ceiling there (the first reason to look at)."""
+    columns = ["k", "label", "paper", "ours", "std", "paper_above_ceiling"]
+    if "iou_line_ours_std" not in both or both["iou_line_ours_std"].isna().all():
+        return pd.DataFrame(columns=columns)
+    cells = both.dropna(subset=["iou_line_ours_std"])
+    tolerance = (2 * cells["iou_line_ours_std"]).clip(lower=PAPER_ROUNDING)
+    cells = cells[(cells["iou_line_ours"] - cells["iou_line_paper"]).abs() > tolerance]
+    ceiling = cells["iou_line_ceiling"] if "iou_line_ceiling" in cells else pd.Series(float("nan"), cells.index)
+    above = [None if pd.isna(c) else bool(p > c + 1e-9) for p, c in zip(cells["iou_line_paper"], ceiling)]
+    label = cells["label"] if "label" in cells else cells["model"]
+    return pd.DataFrame({"k": cells["k_train"].astype(int), "label": label, "paper": cells["iou_line_paper"],
+                         "ours": cells["iou_line_ours"], "std": cells["iou_line_ours_std"],
+                         "paper_above_ceiling": above}, columns=columns).reset_index(drop=True)
 
 
 def markdown(csv: str | Path) -> str:
@@ -61,9 +89,9 @@ def markdown(csv: str | Path) -> str:
         f"{result['mean_abs_diff']:.3f} line IoU." if result["mean_abs_diff"] is not None else
         f"{Path(csv).name}: no cell has a paper value.",
         "",
-        "| k | best F>0 paper | best F>0 ours | F=0 paper | F=0 ours | U-Net paper | U-Net ours "
+        "| k | mean abs diff | best F>0 paper | best F>0 ours | F=0 paper | F=0 ours | U-Net paper | U-Net ours "
         "| Spearman(F, IoU) paper | ours | seeds | mean std ours | best F>0 beats U-Net in every seed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def fmt(value: Any) -> str:
@@ -71,12 +99,23 @@ def markdown(csv: str | Path) -> str:
 
     for row in result["per_k"].to_dict("records"):
         lines.append(
-            f"| {row['k']} | {fmt(row['best_comm_paper'])} | {fmt(row['best_comm_ours'])} | {fmt(row['no_comm_paper'])} "
+            f"| {row['k']} | {fmt(row['mean_abs_diff'])} | {fmt(row['best_comm_paper'])} | {fmt(row['best_comm_ours'])} | {fmt(row['no_comm_paper'])} "
             f"| {fmt(row['no_comm_ours'])} | {fmt(row['unet_paper'])} | {fmt(row['unet_ours'])} "
             f"| {fmt(row['spearman_F_paper'])} | {fmt(row['spearman_F_ours'])} "
             f"| {'' if row['seeds'] is None else row['seeds']} | {fmt(row['std_ours'])} "
             f"| {_yes_no(row['comm_beats_unet_every_seed'])} |"
         )
+    if result["per_model"]:
+        lines += ["", "Mean absolute difference per model over k: " + ", ".join(
+            f"{name} {value:.3f}" for name, value in result["per_model"].items()) + "."]
+    off = result["off_cells"]
+    if len(off):
+        lines += ["", "Cells more than two seed stds from the paper:"]
+        for cell in off.to_dict("records"):
+            reason = {True: "; the paper's value is above the receptive-field ceiling", False: "",
+                      None: ""}[cell["paper_above_ceiling"]]
+            lines.append(f"- k = {cell['k']}, {cell['label']}: ours {cell['ours']:.3f} ± {cell['std']:.3f}, paper "
+                         f"{cell['paper']:.2f}{reason}")
     return "\n".join(lines)
 
 
