@@ -23,8 +23,8 @@ def _beats_in_every_seed(comm: pd.DataFrame, unet: pd.DataFrame) -> bool | None:
 
 
 def compare_grid(csv: str | Path) -> dict[str, Any]:
-    """Mean absolute difference to the paper (overall, per k and per model), per k the paper's orderings in both and
-    our seed spread, and the cells more than two seed stds from the paper."""
+    """Mean absolute difference to the paper (overall, per k and per model), per k the paper's orderings in both
+    and our seed spread, and the cells more than two seed stds from the paper."""
     frame = pd.read_csv(csv)
     both = frame.dropna(subset=["iou_line_paper", "iou_line_ours"])
     rows = []
@@ -66,7 +66,8 @@ PAPER_ROUNDING = 0.005  # the journal prints line IoU to two decimals
 
 def _off_cells(both: pd.DataFrame) -> pd.DataFrame:
     """Cells whose mean is more than two seed stds (and more than the paper's rounding) from the paper's value
-    (cells with at least two seeds), and whether the paper's value lies above the receptive-field ceiling there (the first reason to look at)."""
+    (cells with at least two seeds), and whether the paper's value lies above the receptive-field ceiling there
+    (the first reason to look at)."""
     columns = ["k", "label", "paper", "ours", "std", "paper_above_ceiling"]
     if "iou_line_ours_std" not in both or both["iou_line_ours_std"].isna().all():
         return pd.DataFrame(columns=columns)
@@ -99,7 +100,8 @@ def markdown(csv: str | Path) -> str:
 
     for row in result["per_k"].to_dict("records"):
         lines.append(
-            f"| {row['k']} | {fmt(row['mean_abs_diff'])} | {fmt(row['best_comm_paper'])} | {fmt(row['best_comm_ours'])} | {fmt(row['no_comm_paper'])} "
+            f"| {row['k']} | {fmt(row['mean_abs_diff'])} | {fmt(row['best_comm_paper'])} "
+            f"| {fmt(row['best_comm_ours'])} | {fmt(row['no_comm_paper'])} "
             f"| {fmt(row['no_comm_ours'])} | {fmt(row['unet_paper'])} | {fmt(row['unet_ours'])} "
             f"| {fmt(row['spearman_F_paper'])} | {fmt(row['spearman_F_ours'])} "
             f"| {'' if row['seeds'] is None else row['seeds']} | {fmt(row['std_ours'])} "
