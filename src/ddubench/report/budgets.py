@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ..errors import DdubenchError  # noqa: E402
+from .compare import grid_columns  # noqa: E402
 from .figures import save_pdf  # noqa: E402
 
 GRID_COLUMNS = ("k_train", "model", "label", "F", "iou_line_paper", "iou_line_ceiling", "iou_line_ours",
@@ -50,15 +51,11 @@ def budget_table(grids: dict[str, str | Path]) -> pd.DataFrame:
     return frame.loc[:, columns].reset_index(drop=True)
 
 
-def _column(row: pd.Series) -> str:
-    return "U-Net" if row["model"] == "U-Net" else f"F={int(row['F'])}"
-
-
 def budget_figure(csv: str | Path, out: str | Path) -> None:
     """One panel per k: line IoU of every model (communicated maps F, then the U-Net) for each run, mean ± seed
     std, with the journal's values as black crosses; a cell a run has not trained breaks its line."""
     frame = pd.read_csv(csv)
-    frame["column"] = frame.apply(_column, axis=1)
+    frame["column"] = grid_columns(frame)
     features = sorted(frame.loc[frame["model"] != "U-Net", "F"].dropna().astype(int).unique())
     order = [f"F={f}" for f in features] + (["U-Net"] if (frame["model"] == "U-Net").any() else [])
     position = {name: index for index, name in enumerate(order)}

@@ -22,6 +22,11 @@ def _beats_in_every_seed(comm: pd.DataFrame, unet: pd.DataFrame) -> bool | None:
     return bool(best["iou_line_ours_min"] > unet["iou_line_ours_max"].iloc[0])
 
 
+def grid_columns(frame: pd.DataFrame) -> pd.Series:
+    """Each Fig. 9 row's model column: "F=<maps>" for a DDU-Net, "U-Net" for the U-Net."""
+    return frame.apply(lambda r: "U-Net" if r["model"] == "U-Net" else f"F={int(r['F'])}", axis=1)
+
+
 def compare_grid(csv: str | Path) -> dict[str, Any]:
     """Mean absolute difference to the paper (overall, per k and per model), per k the paper's orderings in both
     and our seed spread, and the cells more than two seed stds from the paper."""
@@ -50,8 +55,7 @@ def compare_grid(csv: str | Path) -> dict[str, Any]:
         rows.append(row)
     per_k = pd.DataFrame(rows)
     diff = (both["iou_line_ours"] - both["iou_line_paper"]).abs()
-    column = both.apply(lambda r: "U-Net" if r["model"] == "U-Net" else f"F={int(r['F'])}", axis=1) \
-        if len(both) else pd.Series(dtype=str)
+    column = grid_columns(both) if len(both) else pd.Series(dtype=str)
     return {
         "cells_compared": int(len(both)),
         "mean_abs_diff": float(diff.mean()) if len(both) else None,
@@ -114,8 +118,7 @@ def markdown(csv: str | Path) -> str:
     if len(off):
         lines += ["", "Cells more than two seed stds from the paper:"]
         for cell in off.to_dict("records"):
-            reason = {True: "; the paper's value is above the receptive-field ceiling", False: "",
-                      None: ""}[cell["paper_above_ceiling"]]
+            reason = "; the paper's value is above the receptive-field ceiling" if cell["paper_above_ceiling"] else ""
             lines.append(f"- k = {cell['k']}, {cell['label']}: ours {cell['ours']:.3f} ± {cell['std']:.3f}, paper "
                          f"{cell['paper']:.2f}{reason}")
     return "\n".join(lines)

@@ -19,6 +19,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
+from .compare import grid_columns  # noqa: E402
 
 CLASS_COLOURS = ListedColormap(["black", "tab:red", "white"])
 
@@ -34,15 +35,11 @@ def save_pdf(fig: plt.Figure, out: str | Path) -> None:
     plt.close(fig)
 
 
-def _grid_columns(frame: pd.DataFrame) -> pd.Series:
-    return frame.apply(lambda r: "U-Net" if r["model"] == "U-Net" else f"F={int(r['F'])}", axis=1)
-
-
 def line_iou_heatmaps(csv: str | Path, out: str | Path, title: str, ylabel: str) -> None:
     """Paper, receptive-field ceiling (where the table has it) and ours side by side: line-class IoU per k
     (rows) and model (columns); a paper value above the ceiling is marked with ^."""
     frame = pd.read_csv(csv)
-    frame["column"] = _grid_columns(frame)
+    frame["column"] = grid_columns(frame)
     features = sorted(frame.loc[frame["model"] != "U-Net", "F"].dropna().astype(int).unique())
     columns = [f"F={f}" for f in features] + (["U-Net"] if (frame["model"] == "U-Net").any() else [])
     panels = {"paper (^: above the ceiling)": "iou_line_paper"}
