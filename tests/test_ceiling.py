@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from ddubench.analysis.ceiling import (
-    _best_iou, candidate_centres, dependency_support, line_iou_ceiling, line_pixels, pair_weights, support_class,
-    support_model,
+    _best_iou, candidate_centres, dependency_support, line_iou_ceiling, line_pixels, one_circle_posterior,
+    pair_weights, support_class, support_model,
 )
 from ddubench.analysis.receptive_field import exact_interval
-from ddubench.data.synthetic import SyntheticSpec, draw_sample
+from ddubench.data.synthetic import SyntheticSpec, draw_mask, draw_sample
 from ddubench.models import build_model
 
 
@@ -46,21 +46,44 @@ def test_pair_prior_follows_the_placement_rules() -> None:
     spec = SyntheticSpec(k=4, rule="thesis")
     centres = candidate_centres(spec)
     assert len(centres) == 4 * 24 * 24 and centres[:, 0].min() == 4 and centres[:, 0].max() == 4 * 32 - 5
+
+    def per_sub(weights: np.ndarray) -> list[float]:
+        return [float(weights[centres[:, 0] // 32 == s][0]) for s in range(4)]
+
     # seen in subimage 0; thesis candidates: 0 -> {1, 2}, 1 -> {0, 2, 3}, 2 -> {0, 1, 3}, 3 -> {1, 2}
-    weights = pair_weights(spec, centres, (10, 10))
-    per_sub = [float(weights[centres[:, 0] // 32 == s][0]) for s in range(4)]
-    assert per_sub == pytest.approx([0.0, 1 / 2 + 1 / 3, 1 / 2 + 1 / 3, 0.0])
+    seen_first, seen_second = pair_weights(spec, centres, (10, 10))
+    assert per_sub(seen_first) == pytest.approx([0.0, 1 / 2, 1 / 2, 0.0])
+    assert per_sub(seen_second) == pytest.approx([0.0, 1 / 3, 1 / 3, 0.0])
     journal = pair_weights(SyntheticSpec(k=4), centres, (70, 10))  # subimage 2: the others uniformly
-    assert [float(journal[centres[:, 0] // 32 == s][0]) for s in range(4)] == pytest.approx([2 / 3, 2 / 3, 0, 2 / 3])
+    assert per_sub(journal[0]) == per_sub(journal[1]) == pytest.approx([1 / 3, 1 / 3, 0, 1 / 3])
 
 
-def test_line_pixels_are_the_generators_line_class() -> None:
-    spec = SyntheticSpec(k=3)
+@pytest.mark.parametrize("rule", ["journal", "thesis"])
+def test_line_pixels_are_the_generators_line_class_in_either_order(rule: str) -> None:
+    spec = SyntheticSpec(k=3, rule=rule)
     rng = np.random.default_rng(5)
     for _ in range(5):
         _, mask, pair = draw_sample(rng, spec)
-        drawn = line_pixels(spec, tuple(int(v) for v in pair[0]), pair[1:2])[0]
-        assert np.array_equal(drawn, mask.reshape(-1) == 1)
+        line = mask.reshape(-1) == 1
+        first, second = (tuple(int(v) for v in centre) for centre in pair)
+        assert np.array_equal(line_pixels(spec, first, pair[1:2], seen_first=True)[0], line)
+        assert np.array_equal(line_pixels(spec, second, pair[0:1], seen_first=False)[0], line)
+
+
+def test_a_width_2_line_depends_on_the_drawing_order_and_the_posterior_weighs_both() -> None:
+    """Pillow widens a width-2 line on one side of its direction: with the other circle's centre known but not
+    which circle came first (k = 2, both orders equally likely), q is 1/2 on each order's own pixels."""
+    spec = SyntheticSpec(k=2, rule="thesis")  # width 2
+    seen, other = (10, 12), (50, 12)
+    forward = draw_mask(spec, seen, other).reshape(-1) == 1
+    backward = draw_mask(spec, other, seen).reshape(-1) == 1
+    assert (forward != backward).sum() > 40  # a horizontal width-2 line: rows 12-13 one way, 11-12 the other
+    centres = candidate_centres(spec)
+    hidden = torch.zeros(spec.shape[0] * spec.shape[1], len(centres), dtype=torch.bool)
+    hidden[:, int(np.nonzero((centres == other).all(axis=1))[0][0])] = True  # every pixel: only `other` is possible
+    pixels = np.arange(hidden.shape[0])
+    q = one_circle_posterior(spec, centres, seen, hidden, pixels)
+    assert np.allclose(q, (forward.astype(float) + backward) / 2)
 
 
 def test_best_threshold_by_hand() -> None:

@@ -10,7 +10,9 @@ predictor labels p as line when the posterior probability q(p) that p is a line 
 - both circles visible in R(p): the line is known, q(p) is 0 or 1;
 - one circle visible at c: the other centre c' follows the generator's placement rule given c (the pair's
   subimages are drawn first/second, so both orders count), restricted to the centres whose circle R(p)
-  does not show; q(p) is the prior-weighted share of those c' whose drawn line covers p;
+  does not show; q(p) is the prior-weighted share of those (c', order) whose drawn line covers p (the line
+  is drawn from the first circle to the second, and Pillow widens an even-width line on one side of its
+  direction, so the order decides which pixels a width-2 line covers);
 - no circle visible: q(p) = P(p on the line | neither circle in R(p)), estimated over generator samples.
 
 The ceiling is the dataset-level line IoU (journal Eq. 2) of thresholding q over the test images, at the
@@ -33,7 +35,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from ..data.synthetic import SyntheticSpec, draw_sample, generate, second_subimage_candidates
+from ..data.synthetic import SyntheticSpec, draw_mask, draw_sample, generate, second_subimage_candidates
 from .receptive_field import gradient_probe
 
 
@@ -108,33 +110,48 @@ def visibility(support: torch.Tensor, spec: SyntheticSpec, centres: np.ndarray) 
     return visible
 
 
-def line_pixels(spec: SyntheticSpec, first: tuple[int, int], seconds: np.ndarray) -> np.ndarray:
-    """(len(seconds), H*W) bool: the line class of the mask the generator draws for each pair (first, second)."""
-    height, width = spec.shape
-    r = spec.radius
-    out = np.zeros((len(seconds), height * width), dtype=bool)
-    for i, second in enumerate(seconds):
-        mask = Image.new("L", (width, height), 0)
-        draw = ImageDraw.Draw(mask)
-        draw.line([tuple(first), tuple(int(v) for v in second)], fill=1, width=spec.line_width)
-        for cx, cy in (first, second):
-            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=2)
-        out[i] = np.asarray(mask).reshape(-1) == 1
+def line_pixels(spec: SyntheticSpec, seen: tuple[int, int], others: np.ndarray, seen_first: bool) -> np.ndarray:
+    """(len(others), H*W) bool: the line class of the generator's mask for each pair of ``seen`` and a centre of
+    ``others``, drawn with ``seen`` as the first circle or as the second."""
+    out = np.zeros((len(others), spec.shape[0] * spec.shape[1]), dtype=bool)
+    for i, other in enumerate(others):
+        pair = (seen, tuple(int(v) for v in other))
+        out[i] = draw_mask(spec, *(pair if seen_first else pair[::-1])).reshape(-1) == 1
     return out
 
 
-def pair_weights(spec: SyntheticSpec, centres: np.ndarray, seen: tuple[int, int]) -> np.ndarray:
-    """Prior weight of every candidate centre being the other circle, given one circle centred at ``seen``.
+def pair_weights(spec: SyntheticSpec, centres: np.ndarray, seen: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Prior weights of every candidate centre being the other circle, given one circle centred at ``seen``,
+    split by drawing order: (``seen`` drawn first, ``seen`` drawn second).
 
-    The generator draws a first subimage uniformly and the second among the rule's candidates; seeing one
-    circle, either may be the first, so subimage s' of the other circle has weight
-    1/n(s) [s' allowed after s] + 1/n(s') [s allowed after s'], spread uniformly over the centres of s'."""
+    The generator draws a first subimage uniformly and the second among the rule's candidates, so subimage s'
+    of the other circle has weight 1/n(s) [s' allowed after s] with ``seen``'s subimage s first and
+    1/n(s') [s allowed after s'] with s' first, spread uniformly over the centres of s'."""
     k, s = spec.k, spec.subimage_size
     here = seen[0] // s
     options = {sub: second_subimage_candidates(sub, k, spec.rule) for sub in range(k)}
-    per_sub = np.array([(there in options[here]) / len(options[here]) + (here in options[there]) / len(options[there])
-                        for there in range(k)])
-    return per_sub[centres[:, 0] // s]
+    seen_first = np.array([(there in options[here]) / len(options[here]) for there in range(k)])
+    seen_second = np.array([(here in options[there]) / len(options[there]) for there in range(k)])
+    subimage = centres[:, 0] // s
+    return seen_first[subimage], seen_second[subimage]
+
+
+def one_circle_posterior(spec: SyntheticSpec, centres: np.ndarray, seen: tuple[int, int],
+                         hidden: torch.Tensor, pixels: np.ndarray) -> np.ndarray:
+    """q(p) at output pixels ``pixels`` (flat indices) that see only the circle centred at ``seen``: the
+    prior-weighted share of the (other centre, drawing order) pairs whose line covers p, over the candidate
+    centres each pixel does not see (``hidden``: (len(pixels), C) bool)."""
+    weights = pair_weights(spec, centres, seen)
+    possible = np.nonzero(weights[0] + weights[1])[0]
+    hidden_f = hidden[:, possible].to(torch.float32)
+    numerator = torch.zeros(len(pixels))
+    denominator = torch.zeros(len(pixels))
+    for order_weights, seen_first in zip(weights, (True, False)):
+        allowed = hidden_f * torch.from_numpy(order_weights[possible].astype(np.float32))
+        lines = torch.from_numpy(line_pixels(spec, seen, centres[possible], seen_first)[:, pixels].T.astype(np.float32))
+        numerator += (allowed * lines).sum(1)
+        denominator += allowed.sum(1)
+    return (numerator / denominator.clamp(min=1e-12)).numpy()
 
 
 def _best_iou(posterior: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -182,15 +199,9 @@ def line_iou_ceiling(model: nn.Module, spec: SyntheticSpec, images: int = 200, b
         both = seen.all(axis=1)
         q[both] = truth[both]
         for i in (0, 1):
-            only = seen[:, i] & ~seen[:, 1 - i]
-            if not only.any():
-                continue
-            weights = pair_weights(spec, centres, tuple(pair[i]))
-            possible = np.nonzero(weights)[0]
-            allowed = hidden_f[only][:, possible] * torch.from_numpy(weights[possible].astype(np.float32))
-            lines = line_pixels(spec, tuple(int(v) for v in pair[i]), centres[possible])[:, only].T
-            lines = torch.from_numpy(lines.astype(np.float32))
-            q[only] = ((allowed * lines).sum(1) / allowed.sum(1).clamp(min=1e-12)).numpy()
+            only = np.nonzero(seen[:, i] & ~seen[:, 1 - i])[0]
+            if len(only):
+                q[only] = one_circle_posterior(spec, centres, tuple(int(v) for v in pair[i]), hidden[only], only)
         cases += [int(both.sum()), int((seen.any(axis=1) & ~both).sum()), int((~seen.any(axis=1)).sum())]
         posteriors.append(q)
         truths.append(truth)

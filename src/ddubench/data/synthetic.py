@@ -85,8 +85,23 @@ def second_subimage(rng: np.random.Generator, first: int, k: int, rule: str) -> 
     return int(candidates[rng.integers(len(candidates))])
 
 
+def draw_mask(spec: SyntheticSpec, first: tuple[int, int], second: tuple[int, int]) -> np.ndarray:
+    """The (H, W) uint8 mask of circles centred at ``first`` and ``second``: the line from first to second, then
+    the circles over it. The order matters for even line widths: Pillow widens such a line on one side of its
+    direction, so the line from second to first covers other pixels."""
+    height, width = spec.shape
+    r = spec.radius
+    mask = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(mask)
+    draw.line([tuple(first), tuple(second)], fill=1, width=spec.line_width)
+    for cx, cy in (first, second):
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=2)
+    return np.asarray(mask)
+
+
 def draw_sample(rng: np.random.Generator, spec: SyntheticSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One (image, mask, centres) triple; image is uint8 0/255, mask uint8 class ids, centres (2, 2) as (x, y)."""
+    """One (image, mask, centres) triple; image is uint8 0/255, mask uint8 class ids, centres (2, 2) as (x, y)
+    with the first-drawn circle first."""
     height, width = spec.shape
     s, r = spec.subimage_size, spec.radius
     first = int(rng.integers(spec.k))
@@ -95,14 +110,11 @@ def draw_sample(rng: np.random.Generator, spec: SyntheticSpec) -> tuple[np.ndarr
         [[int(rng.integers(sub * s + r, (sub + 1) * s - r)), int(rng.integers(r, height - r))] for sub in (first, second)]
     )
     image = Image.new("L", (width, height), 0)
-    mask = Image.new("L", (width, height), 0)
-    draw_image, draw_mask = ImageDraw.Draw(image), ImageDraw.Draw(mask)
-    draw_mask.line([tuple(centres[0]), tuple(centres[1])], fill=1, width=spec.line_width)
+    draw_image = ImageDraw.Draw(image)
     for cx, cy in centres:
-        box = (cx - r, cy - r, cx + r, cy + r)
-        draw_mask.ellipse(box, fill=2)
-        draw_image.ellipse(box, fill=255)
-    return np.asarray(image), np.asarray(mask), centres
+        draw_image.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
+    mask = draw_mask(spec, tuple(int(v) for v in centres[0]), tuple(int(v) for v in centres[1]))
+    return np.asarray(image), mask, centres
 
 
 def generate(spec: SyntheticSpec, split: str, count: int) -> dict[str, np.ndarray]:
