@@ -14,6 +14,8 @@ from ddubench.cli import main
 from ddubench.config import cell_seeds, load_config, seeds_note, validate_config
 from ddubench.errors import ConfigError
 
+REPO = Path(__file__).resolve().parents[1]
+
 SUBCOMMANDS = ("generate-synthetic", "train", "evaluate", "table", "figure", "measure", "validate-config")
 CONFIGS = ("config/smoke.yaml", "config/cpu.yaml", "config/paper.yaml")
 
@@ -185,6 +187,30 @@ def test_table8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_table10_needs_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["table", "table10", "--out", str(tmp_path / "t10.csv")]) == 2
     assert "--config" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("case", ["not_json", "eval_as_ceiling", "empty_records", "run_twice"])
+def test_a_wrong_input_file_of_a_table_is_one_line_naming_it(case: str, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    config, out = str(REPO / "config" / "smoke.yaml"), str(tmp_path / "t.csv")
+    evaluation = tmp_path / "eval_k2.json"
+    evaluation.write_text(json.dumps({"spec": "unet_D3", "scores": {}, "test_k": 2}))
+    if case == "not_json":
+        bad = tmp_path / "best.pt"
+        bad.write_bytes(b"\x80\x02 not json")
+        argv, expected = ["table", "fig9", "--config", config, "--evals", str(bad)], f"{bad} is not a JSON file"
+    elif case == "eval_as_ceiling":
+        argv = ["table", "fig9", "--config", config, "--evals", str(evaluation), "--ceilings", str(evaluation)]
+        expected = f"{evaluation} is not a record of `ddubench ceiling` (no k, iou_line_ceiling)"
+    elif case == "empty_records":
+        empty = tmp_path / "scaling.json"
+        empty.write_text(json.dumps({"records": []}))
+        argv, expected = ["table", "scaling", "--evals", str(empty)], f"{empty} holds no records"
+    else:
+        argv = ["table", "fig9_budgets", "--grids", "cpu=a.csv", "cpu=b.csv"]
+        expected = "run cpu is given twice (a.csv and b.csv)"
+    assert main([*argv, "--out", out]) == 2
+    assert expected in _one_error_line(capsys)
 
 
 def test_measure_params(capsys: pytest.CaptureFixture[str]) -> None:

@@ -70,6 +70,18 @@ def test_split_is_per_city_five_five_twenty_six_and_seeded() -> None:
         inria.split_tiles([_tile("austin", n) for n in range(1, 11)], inria.PrepareSpec())
 
 
+def test_a_citys_split_does_not_depend_on_the_other_cities() -> None:
+    every = inria.split_tiles([_tile(city, n) for city in inria.CITIES for n in range(1, 37)], inria.PrepareSpec())
+    vienna_only = inria.split_tiles([_tile("vienna", n) for n in range(1, 37)], inria.PrepareSpec())
+    assert vienna_only["test"] == [t for t in every["test"] if t.city == "vienna"]
+
+
+@pytest.mark.parametrize("field, value", [("val", -1), ("test", 0), ("subimage", 0), ("crop_eval", 0)])
+def test_a_split_or_size_below_one_is_a_one_line_error(field: str, value: int) -> None:
+    with pytest.raises(DataError, match=f"{field}={value} must be at least 1"):
+        inria.PrepareSpec(**{field: value})
+
+
 def test_prepared_patches_hold_buildings_and_match_the_tiles(tiles: Path, prepared: Path) -> None:
     manifest = json.loads((prepared / "manifest.json").read_text())
     assert manifest["dataset"] == "inria" and manifest["fake"]["tiles_per_city"] == 3
@@ -159,6 +171,32 @@ def test_generated_tiles_are_deterministic_and_marked(tmp_path: Path) -> None:
     assert len(list((a / "train" / "images").glob("*.tif"))) == 15
     with pytest.raises(DataError, match="at least 3 tiles per city"):
         write_fake_inria(tmp_path / "c", 2, 64)
+
+
+def test_generating_fewer_tiles_removes_the_extra_ones_and_real_tiles_are_never_overwritten(tmp_path: Path) -> None:
+    root = write_fake_inria(tmp_path / "gen", 4, 64)
+    write_fake_inria(root, 3, 64)
+    assert sorted(p.stem for p in (root / "train" / "gt").glob("*.tif")) == sorted(
+        f"{city}{n}" for city in inria.CITIES for n in (1, 2, 3))
+    real = tmp_path / "real" / "train" / "images"
+    real.mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(real / "austin1.tif")
+    with pytest.raises(DataError, match="no generator wrote"):
+        write_fake_inria(tmp_path / "real", 3, 64)
+    assert np.asarray(Image.open(real / "austin1.tif")).shape == (8, 8, 3)
+
+
+def test_tiles_behind_a_symlink_inside_the_repository_are_recorded_relative(tiles: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "data").symlink_to(tiles, target_is_directory=True)
+    monkeypatch.chdir(tmp_path / "repo")
+    monkeypatch.setattr(inria, "repository_root", lambda: tmp_path / "repo")
+    manifest = inria.prepare("data", tmp_path / "repo" / "out", SPEC, progress=False)
+    assert manifest["source"]["root"] == "data"
+    sources = [entry for split in manifest["splits"].values() for entry in split["sources"].values()]
+    assert sources and all(entry["image"].startswith("data/train/images/") and entry["gt"].startswith("data/train/gt/")
+                           for entry in sources)
 
 
 # ---------------------------------------------------------------------------------------- augmentation

@@ -146,3 +146,14 @@ def test_fig7_8_one_row_per_model_and_k_pair(tmp_path) -> None:
     table.to_csv(tmp_path / "fig7_8.csv", index=False)
     thesis_fig7_8_figure(tmp_path / "fig7_8.csv", tmp_path / "fig7_8.pdf")
     assert (tmp_path / "fig7_8.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_a_row_never_averages_records_of_different_models_or_k() -> None:
+    with pytest.raises(DdubenchError, match="mix spec ddunet_D3_F16_CY, ddunet_D4_F16_CY"):
+        thesis_table7_4([_record("ddunet_D3_F16_CY", "a", CONFUSION), _record("ddunet_D4_F16_CY", "b", CONFUSION)], "")
+    with pytest.raises(DdubenchError, match="mix test_k 2, 4"):
+        thesis_fig7_6([_sweep_record("unet_D2", "U-Net(2)", (1, 0.5, 1), 3, 2),
+                       _sweep_record("unet_D2", "U-Net(2)", (1, 0.5, 1), 3, 4)], "n")
+    with pytest.raises(DdubenchError, match="mix spec"):  # Fig. 7.8 at depth 4 must not average in a depth-3 U-Net
+        thesis_fig7_8([_sweep_record("unet_D4", "U-Net(4)", (1, 0.5, 1), 2, 3),
+                       _sweep_record("unet_D3", "U-Net(3)", (1, 0.7, 1), 2, 3)], "n")

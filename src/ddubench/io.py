@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputError
+from .errors import DataError, OutputError
 
 _FIX = "choose another output path or fix that folder"
 
@@ -135,5 +135,19 @@ def write_json(target: str | os.PathLike, payload: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file."""
-    return json.loads(Path(path).read_text())
+    """Read a JSON file; a file that is not JSON is a one-line error naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(f"{path} is not a JSON file ({error}); pass the JSON record, or regenerate a damaged one") \
+            from None
+
+
+def read_record(path: str | os.PathLike, keys: tuple[str, ...], producer: str) -> dict[str, Any]:
+    """Read a JSON record and check it has the top-level ``keys`` its reader uses; ``producer`` names what writes
+    such records, for the error."""
+    record = read_json(path)
+    missing = [key for key in keys if not isinstance(record, dict) or key not in record]
+    if missing:
+        raise DataError(f"{path} is not a record of {producer} (no {', '.join(missing)}); pass the files it writes")
+    return record

@@ -153,7 +153,7 @@ def thesis_models(wildcards, item):
         specs = []
         for depth in depths:
             features = [f for f in sweep["features"] if f <= 4 * 2**depth]
-            specs += [f"ddunet_D{depth}_F{f}_CY" for f in (features[-1:] if item == "fig7_7" else features)]
+            specs += [f"ddunet_D{depth}_F{f}_CY" for f in ([max(features)] if item == "fig7_7" else features)]
             specs.append(f"unet_D{depth}")
         ks = [sweep["k"]]
     return [(run, k, canonical(spec), seed) for k in ks for spec in specs for seed in section["seeds"]]

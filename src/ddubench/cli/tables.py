@@ -11,10 +11,22 @@ import time
 from collections.abc import Callable
 
 from ..device import resolve_device
-from ..errors import DdubenchError
+from ..errors import DataError, DdubenchError
+from ..io import read_record
 from ._shared import Commands, set_threads, write_table
 
 TableBuilder = Callable[[argparse.Namespace], tuple[object, dict]]
+# what the input records of the tables must hold, and what writes them (for the one-line error of a wrong file)
+EVALUATE, EVAL_KEYS = "`ddubench evaluate`", ("spec", "scores")
+CEILING, CEILING_KEYS = "`ddubench ceiling`", ("spec", "k", "iou_line_ceiling")
+
+
+def _records(path: str, producer: str) -> list[dict]:
+    """The non-empty ``records`` list of a measurement file written by ``producer``."""
+    records = read_record(path, ("records",), producer)["records"]
+    if not records:
+        raise DataError(f"{path} holds no records; rerun {producer} for it")
+    return records
 
 
 def _require(args: argparse.Namespace, *what: tuple[str, str]) -> None:
@@ -87,18 +99,17 @@ def _table7(args: argparse.Namespace) -> tuple[object, dict]:
     from pathlib import Path
 
     from ..config import load_config
-    from ..io import read_json
     from ..report.table7 import table7
 
     _require(args, ("config", "its table7.rows"),
              ("evals", "the rows' measurement JSONs, results/<run>/table7/<row>.json"))
     cfg = load_config(args.config)["table7"]
-    measured = {Path(path).stem: read_json(path)["records"] for path in args.evals}
+    measured = {Path(path).stem: _records(path, "`ddubench measure table7`") for path in args.evals}
     missing = [row["id"] for row in cfg["rows"] if row["id"] not in measured]
     if missing:
         raise DdubenchError(f"table7: no measurement JSON for rows {', '.join(missing)}; pass "
                             "results/<run>/table7/<row>.json for every row of the config")
-    scores = [read_json(path) for path in args.scores or []]
+    scores = [read_record(path, EVAL_KEYS, EVALUATE) for path in args.scores or []]
     first = next(iter(measured.values()))[0]
     setting = (f"ours: random weights, batch 1, {cfg['resolution']}x{cfg['resolution']} image, inference mode, "
                f"{cfg['threads']} torch threads per device on {first['device']}, mean and std of {cfg['repeats']} "
@@ -126,13 +137,13 @@ def _table10(args: argparse.Namespace) -> tuple[object, dict]:
 def _protocol(args: argparse.Namespace) -> tuple[object, dict]:
     """The protocol study from its models' test and validation evaluations (and ceilings)."""
     from ..config import load_config
-    from ..io import read_json
     from ..report.protocol import protocol_table
 
     _require(args, ("evals", "every study model's eval_k<k>.json and eval_val.json"),
              ("config", "the run's config with its protocol_study section"))
-    ceilings = {str(path): read_json(path)["iou_line_ceiling"] for path in args.ceilings or []}
-    frame = protocol_table(load_config(args.config), {str(path): read_json(path) for path in args.evals}, ceilings)
+    ceilings = {str(path): read_record(path, CEILING_KEYS, CEILING)["iou_line_ceiling"] for path in args.ceilings or []}
+    frame = protocol_table(load_config(args.config), {str(path): read_record(path, EVAL_KEYS, EVALUATE)
+                                                      for path in args.evals}, ceilings)
     return frame, {"inputs": list(args.evals) + list(args.ceilings or []),
                    "method": "line IoU from one confusion matrix per split (test, val), per-image mean on test, and "
                              "per distance bin between the circle centres"}
@@ -150,29 +161,28 @@ def _throughput(args: argparse.Namespace) -> tuple[object, dict]:
 
 def _scaling(args: argparse.Namespace) -> tuple[object, dict]:
     """Per-rank memory and time over rank counts from `ddubench scaling` records."""
-    from ..io import read_json
     from ..report.scaling import scaling_table
 
     _require(args, ("evals", "the JSON files written by `ddubench scaling`"))
-    records = [r for path in args.evals for r in read_json(path)["records"]]
+    records = [r for path in args.evals for r in _records(path, "`ddubench scaling`")]
     return scaling_table(records), {"inputs": list(args.evals), "method": records[0]["memory_method"]}
 
 
 def _synthetic_grid(args: argparse.Namespace) -> tuple[object, dict]:
     """Journal Figs. 9 and 11 (line IoU per model and k, with ceilings) and Fig. 10 (depths) from evaluations."""
     from ..config import cell_seeds, load_config
-    from ..io import read_json
     from ..report import paper, tables
 
     _require(args, ("evals", "the evaluation JSON files"), ("config", "the run's config"))
-    records = [read_json(path) for path in args.evals]
+    records = [read_record(path, EVAL_KEYS, EVALUATE) for path in args.evals]
     config = load_config(args.config)
     note = tables.scale_note(config)
     if args.name == "fig10":
         frame = tables.depth_table(records, note)
     else:
         reference = paper.FIG9_LINE_IOU if args.name == "fig9" else paper.FIG11_LINE_IOU
-        ceilings = {(c["spec"], c["k"]): c["iou_line_ceiling"] for c in map(read_json, args.ceilings or [])}
+        ceilings = {(c["spec"], c["k"]): c["iou_line_ceiling"]
+                    for c in (read_record(path, CEILING_KEYS, CEILING) for path in args.ceilings or [])}
         frame = tables.line_iou_grid(records, reference, depth=paper.FIG9_DEPTH, note=note, ceilings=ceilings,
                                      planned_seeds=lambda k: len(cell_seeds(config, k)))
     return frame, {"inputs": list(args.evals) + list(args.ceilings or [])}
@@ -188,6 +198,8 @@ def _budgets(args: argparse.Namespace) -> tuple[object, dict]:
         run, sep, path = pair.partition("=")
         if not sep or not run or not path:
             raise DdubenchError(f"--grids {pair}: give run=path, e.g. cpu=results/cpu/fig9_heatmap.csv")
+        if run in grids:
+            raise DdubenchError(f"--grids: run {run} is given twice ({grids[run]} and {path}); name each run once")
         grids[run] = path
     return budget_table(grids), {"inputs": list(grids.values()),
                                  "method": "each run's fig9_heatmap.csv, cell by cell beside the journal's Fig. 9"}
@@ -223,7 +235,6 @@ def _thesis_synthetic(args: argparse.Namespace) -> tuple[object, dict]:
     """Thesis Table 7.4 and the numbers of Figs. 7.6 and 7.8: the models of the run's thesis experiments
     (the derived run <run>-thesis) from their evaluation records."""
     from ..config import derived_config, load_config
-    from ..io import read_json
     from ..report import paper, thesis_synthetic
     from ..report.tables import scale_note
 
@@ -237,7 +248,8 @@ def _thesis_synthetic(args: argparse.Namespace) -> tuple[object, dict]:
     if args.name == "thesis_fig7_8" and thesis_run["thesis"]["synthetic"]["fig7_8"].get("reduced_reason"):
         section = thesis_run["thesis"]["synthetic"]["fig7_8"]
         note += f"; trained on k in {', '.join(map(str, section['ks']))} only ({section['reduced_reason']})"
-    frame = getattr(thesis_synthetic, args.name)([read_json(path) for path in args.evals], note)
+    frame = getattr(thesis_synthetic, args.name)([read_record(path, EVAL_KEYS, EVALUATE) for path in args.evals],
+                                                  note)
     return frame, {"inputs": list(args.evals), "method": "scores from one confusion matrix over the test split per "
                    "model and evaluation"}
 

@@ -86,6 +86,13 @@ def write_fake_inria(root: str | Path, tiles_per_city: int, size: int, seed: int
         (images / f"{name}.tif").exists() and (truths / f"{name}.tif").exists() for name in names
     ):
         return root
+    if not marker.exists() and any(folder.is_dir() and any(folder.glob("*.tif")) for folder in (images, truths)):
+        raise DataError(f"{root} holds .tif tiles that no generator wrote (no {FAKE_MARKER}): perhaps the real "
+                        "Inria dataset; choose another folder for generated tiles")
+    for folder in (images, truths):  # tiles of an earlier, larger generation would join the split
+        for stale in folder.glob("*.tif") if folder.is_dir() else ():
+            if stale.stem not in names:
+                stale.unlink()
     for index, city in enumerate(CITIES):
         for number in range(1, tiles_per_city + 1):
             image, gt = fake_tile(np.random.default_rng([seed, index, number]), size, city)

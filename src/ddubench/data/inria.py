@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -101,6 +102,10 @@ class PrepareSpec:
     subimage: int = 128
 
     def __post_init__(self) -> None:
+        for name in ("val", "test", "crop_train", "crop_eval", "subimage"):
+            if getattr(self, name) < 1:
+                raise DataError(f"{name}={getattr(self, name)} must be at least 1; fix thesis.inria "
+                                "(split.val, split.test, crop.train, crop.eval, subimage) or the command's option")
         for name in ("crop_train", "crop_eval"):
             if getattr(self, name) % self.subimage:
                 raise DataError(f"{name}={getattr(self, name)} is not a multiple of the subimage side "
@@ -113,16 +118,21 @@ class PrepareSpec:
         return self.crop_train if split == "train" else self.crop_eval
 
 
+def _city_number(city: str) -> int:
+    """The seed word of a city's split: its place among Inria's five, else a checksum of its name, so a city's
+    split never depends on which other cities are present."""
+    return CITIES.index(city) if city in CITIES else zlib.crc32(city.encode())
+
+
 def split_tiles(tiles: Sequence[Tile], spec: PrepareSpec) -> dict[str, list[Tile]]:
     """Per city, a seeded permutation of its tiles cut into test, val and train (the rest)."""
     splits: dict[str, list[Tile]] = {split: [] for split in SPLITS}
-    cities = sorted({tile.city for tile in tiles})
-    for index, city in enumerate(cities):
+    for city in sorted({tile.city for tile in tiles}):
         own = sorted((t for t in tiles if t.city == city), key=lambda t: t.number)
         if len(own) <= spec.val + spec.test:
             raise DataError(f"city {city} has {len(own)} tiles, too few for {spec.test} test and {spec.val} "
                             "validation tiles and at least one for training; lower thesis.inria.split or add tiles")
-        order = np.random.default_rng([spec.split_seed, index]).permutation(len(own))
+        order = np.random.default_rng([spec.split_seed, _city_number(city)]).permutation(len(own))
         shuffled = [own[i] for i in order]
         splits["test"] += shuffled[: spec.test]
         splits["val"] += shuffled[spec.test : spec.test + spec.val]
@@ -190,8 +200,9 @@ def _write_split(out_dir: Path, split: str, tiles: list[Tile], spec: PrepareSpec
         for tile, origins in tqdm(plan, desc=f"inria {split}", unit="tile", disable=not progress, leave=False):
             pixels, image_sha = read_image(tile.image)
             ids, gt_sha = read_gt(tile.gt)
-            sources[tile.id] = {"image": relative_paths(str(tile.image.resolve()), repository_root()),
-                                "gt": relative_paths(str(tile.gt.resolve()), repository_root()),
+            # absolute(), not resolve(): a symlinked data folder inside the repository stays a relative path
+            sources[tile.id] = {"image": relative_paths(str(tile.image.absolute()), repository_root()),
+                                "gt": relative_paths(str(tile.gt.absolute()), repository_root()),
                                 "image_sha256": image_sha, "gt_sha256": gt_sha, "patches": len(origins)}
             for row, col in origins:
                 images[index] = pixels[row : row + size, col : col + size].transpose(2, 0, 1)
@@ -212,7 +223,7 @@ def prepare(root: str | Path, out_dir: str | Path, spec: PrepareSpec, progress: 
     started, clock = utc_now(), time.perf_counter()
     out_dir = Path(out_dir)
     tiles = find_tiles(root)
-    source = {"root": relative_paths(str(Path(root).resolve()), repository_root()),
+    source = {"root": relative_paths(str(Path(root).absolute()), repository_root()),
               "tiles": {t.id: [t.image.stat().st_size, t.gt.stat().st_size] for t in tiles}}
     wanted = {"source": source, "spec": asdict(spec)}
     manifest_path = out_dir / "manifest.json"

@@ -27,7 +27,10 @@ def _grid(run: str, csv: str | Path) -> pd.DataFrame:
     path = Path(csv)
     if not path.is_file():
         raise DdubenchError(f"{path}: no such Fig. 9 table; build it first (rule fig9_table of run {run})")
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DdubenchError(f"{path}: not a CSV table ({error}); pass a fig9_heatmap.csv") from None
     missing = [column for column in GRID_COLUMNS if column not in frame]
     if missing:
         raise DdubenchError(f"{path}: not a Fig. 9 table (no column {', '.join(missing)}); pass a fig9_heatmap.csv")

@@ -50,11 +50,22 @@ def line_scores(confusion: list[list[int]], classes: list[str]) -> dict[str, flo
             "recall_line": float(tp / (tp + fn)), "accuracy_line": float(1 - (fp + fn) / matrix.sum())}
 
 
+def _seeds_of_one_setting(name: str, group: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``group``, the records averaged into one row, sorted by seed; an error if they are not seeds of one model
+    trained and evaluated on one k each."""
+    for key in ("spec", "train_k", "test_k"):
+        values = sorted({str(record.get(key)) for record in group})
+        if len(values) > 1:
+            raise DdubenchError(f"the records of {name} mix {key} {', '.join(values)}; a row averages seeds of one "
+                                "model and k only: pass one evaluation per seed")
+    return sorted(group, key=lambda record: record.get("seed", 0))
+
+
 def _by_model(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     grouped: dict[str, list[dict[str, Any]]] = {}
     for record in records:
         grouped.setdefault(thesis_model(record["spec"]), []).append(record)
-    return {name: grouped[name] for name in MODELS if name in grouped}
+    return {name: _seeds_of_one_setting(name, grouped[name]) for name in MODELS if name in grouped}
 
 
 def implied_line_iou(precision: float, recall: float) -> float:
@@ -111,7 +122,8 @@ def thesis_fig7_3(summaries: list[str | Path], out: str | Path) -> None:
 
 
 def thesis_fig7_4(records: list[dict[str, Any]], out: str | Path) -> None:
-    """Thesis Fig. 7.4: confusion matrices normalised per true class (rows sum to 1), one per model (first seed)."""
+    """Thesis Fig. 7.4: confusion matrices normalised per true class (rows sum to 1), one per model (its lowest
+    seed)."""
     grouped = _by_model(records)
     fig, axes = plt.subplots(1, len(grouped), figsize=(3.6 * len(grouped), 3.4), constrained_layout=True,
                              squeeze=False)
@@ -144,6 +156,7 @@ def thesis_fig7_6(records: list[dict[str, Any]], note: str) -> pd.DataFrame:
         groups.setdefault(record["spec"], []).append(record)
     rows = []
     for spec, group in groups.items():
+        group = _seeds_of_one_setting(spec, group)
         parsed = ModelSpec.parse(spec)
         if parsed.name not in ("unet", "ddunet") or (parsed.name == "ddunet" and not parsed.kwargs["communicate"]):
             raise DdubenchError(f"{spec} is not a Fig. 7.6 model (ddunet_D<d>_F<f>_CY or unet_D<d>); pass only theirs")
@@ -187,6 +200,8 @@ def thesis_fig7_8(records: list[dict[str, Any]], note: str) -> pd.DataFrame:
     groups: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
     for record in records:
         groups.setdefault((thesis_model(record["spec"]), record["train_k"], record["test_k"]), []).append(record)
+    groups = {key: _seeds_of_one_setting(f"{key[0]} trained on k = {key[1]}, evaluated on k' = {key[2]}", group)
+              for key, group in groups.items()}
     rows = [{"model": name, "spec": group[0]["spec"], "label": group[0]["label"], "k_train": k_train,
              "k_test": k_test, "n_seeds": len(group),
              "iou_line_ours": float(np.mean([r["scores"]["iou"][LINE] for r in group])), "note": note}
