@@ -53,6 +53,10 @@ def test_budget_table_errors_name_the_file_and_the_fix(grids: dict[str, Path], t
     with pytest.raises(DdubenchError, match=r"other\.csv: not a Fig\. 9 table \(no column k_train, .*\); pass a "
                                             r"fig9_heatmap\.csv"):
         budget_table({"x": other})
+    for name, content in (("empty.csv", b""), ("binary.csv", b"\x80\x81\x82")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(DdubenchError, match=rf"{name}: not a CSV table .*; pass a fig9_heatmap\.csv"):
+            budget_table({"x": tmp_path / name})
 
 
 def test_cli_builds_table_and_figure_and_refuses_a_bad_pair(grids: dict[str, Path], tmp_path: Path,
