@@ -11,12 +11,13 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import write_tiny_dataset
 from ddubench.data.registry import load_split
-from ddubench.errors import CheckpointError
+from ddubench.errors import CheckpointError, ConfigError, DataError
 from ddubench.models import DDUNet, build_model
 from ddubench.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from ddubench.training.run import train_model
-from ddubench.training.trainer import Trainer, TrainConfig
+from ddubench.training.trainer import SingleProcess, Trainer, TrainConfig
 
 SPEC = "ddunet_D3_F4_CY"
 TINY = TrainConfig(lr=0.008, max_epochs=2, min_epochs=0, batch_size=8, eval_batch_size=16, dropout=0.1, seed=0)
@@ -149,6 +150,39 @@ def test_train_model_resumes_only_its_own_run(tiny_dataset: Path, tmp_path: Path
     assert summary["result"]["epochs_run"] == 1 and summary["result"]["steps"] == 4  # resumed: 8 steps
     assert not (tmp_path / "c" / "last.pt").exists()
 
+    # ... nor one trained on other data (the dataset was rebuilt with another seed)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "last.pt").write_bytes(killed_last)
+    other_data = write_tiny_dataset(tmp_path / "other_data", seed=1)
+    summary = train_model(SPEC, other_data, tmp_path / "d", config, tmp_path / "d.json", progress=False)
+    assert summary["resumed"] is False and summary["result"]["steps"] == 8
+
+
+def test_ranks_that_disagree_on_resuming_stop_before_training(tiny_dataset: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SingleProcess, "gather", lambda self, obj: [obj, not obj])  # one rank sees no last.pt
+    with pytest.raises(CheckpointError, match="the ranks disagree whether .*last.pt can be resumed"):
+        train_model(SPEC, tiny_dataset, tmp_path / "run", TINY, tmp_path / "s.json", progress=False)
+    assert not (tmp_path / "run" / "history.csv").exists()
+
+
+def test_a_crash_between_the_last_epochs_checkpoint_and_its_history_row_loses_no_row(
+        tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Trainer._write_history
+
+    def killed_at_the_end(self):  # noqa: ANN001, ANN202
+        if self.epoch == TINY.max_epochs:
+            raise Killed
+        original(self)
+
+    monkeypatch.setattr(Trainer, "_write_history", killed_at_the_end)
+    with pytest.raises(Killed):
+        train_model(SPEC, tiny_dataset, tmp_path / "run", TINY, tmp_path / "s.json", progress=False)
+    monkeypatch.setattr(Trainer, "_write_history", original)
+    assert len(_history(tmp_path / "run")) == TINY.max_epochs - 1
+    summary = train_model(SPEC, tiny_dataset, tmp_path / "run", TINY, tmp_path / "s.json", progress=False)
+    assert summary["resumed"] and [row["epoch"] for row in _history(tmp_path / "run")] == ["1", "2"]
+
 
 class Linear(nn.Module):
     """No BatchNorm: with lr = 0 its validation loss is exactly the same every epoch."""
@@ -204,17 +238,48 @@ def test_missing_checkpoint(tmp_path: Path) -> None:
 
 
 def test_save_and_load_checkpoint_round_trip(tmp_path: Path) -> None:
-    payload = {"epoch": 3, "weights": torch.arange(5.0)}
+    payload = {"spec": SPEC, "model_args": {}, "model": {"w": torch.arange(5.0)}, "epoch": 3}
     save_checkpoint(tmp_path / "x" / "c.pt", payload)
     loaded = load_checkpoint(tmp_path / "x" / "c.pt")
-    assert loaded["epoch"] == 3 and torch.equal(loaded["weights"], torch.arange(5.0))
+    assert loaded["epoch"] == 3 and torch.equal(loaded["model"]["w"], torch.arange(5.0))
     assert [p.name for p in (tmp_path / "x").iterdir()] == ["c.pt"]  # no temporary file left
 
 
-def test_resume_restores_a_lost_best_checkpoint(
-    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_plain_state_dict_is_not_a_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
+    plain = tmp_path / "resnet18.pth"  # e.g. torchvision weights given to --init-from
+    torch.save(nn.Conv2d(1, 3, 1).state_dict(), plain)
+    with pytest.raises(CheckpointError, match=r"resnet18\.pth is not a ddubench checkpoint \(no spec, model_args, "
+                                              r"model\); pass a best\.pt or last\.pt written by `ddubench train`"):
+        train_model(SPEC, tiny_dataset, tmp_path / "run", TINY, tmp_path / "s.json", progress=False, init_from=plain)
+
+
+@pytest.mark.parametrize("field, value, rule", [
+    ("lr", -0.1, ">= 0"), ("batch_size", 0, ">= 1"), ("eval_batch_size", -1, ">= 1"), ("max_epochs", 0, ">= 1"),
+    ("lr_factor", 1.5, r"in \(0, 1\)"), ("dropout", 1.5, r"in \[0, 1\]"), ("grad_clip_norm", -1.0, "> 0"),
+    ("loss", "dice", "one of macro"),
+])
+def test_training_settings_out_of_bounds_are_one_line(field: str, value: object, rule: str) -> None:
+    with pytest.raises(ConfigError, match=rf"training {field}={value!r} must be {rule}"):
+        replace(TINY, **{field: value})
+
+
+def test_evaluating_a_model_on_data_of_other_classes_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:
+    from ddubench.evaluation.run import evaluate_checkpoint
+
+    args = {"in_channels": 1, "num_classes": 7, "subimage_size": (32, 32), "dropout": 0.0}
+    save_checkpoint(tmp_path / "best.pt", {"spec": SPEC, "model_args": args, "model": build_model(SPEC, **args)
+                                           .state_dict()})
+    with pytest.raises(DataError, match=r"best\.pt was trained with 7 classes, .*test\.npz has 3"):
+        evaluate_checkpoint(tmp_path / "best.pt", tiny_dataset / "test.npz", tmp_path / "eval.json", progress=False)
+    assert not (tmp_path / "eval.json").exists()
+
+
+@pytest.mark.parametrize("best_file", ["lost", "stale"])
+def test_resume_restores_a_lost_or_stale_best_checkpoint(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, best_file: str
 ) -> None:
-    """Snakemake deletes an interrupted job's outputs (best.pt) but keeps last.pt: resuming rebuilds best.pt."""
+    """Snakemake deletes an interrupted job's outputs (best.pt) but keeps last.pt, and a kill can fall between
+    writing best.pt and last.pt: resuming rewrites best.pt from last.pt."""
     from ddubench.training.checkpoint import load_checkpoint
     from ddubench.training.run import train_model
     from ddubench.training.trainer import TrainConfig, Trainer
@@ -239,7 +304,12 @@ def test_resume_restores_a_lost_best_checkpoint(
         Trainer.train_epoch = original
     last = load_checkpoint(run_dir / "last.pt")
     assert last["epoch"] == 2 and last["best_model"] is not None
-    (run_dir / "best.pt").unlink()
+    if best_file == "lost":
+        (run_dir / "best.pt").unlink()
+    else:  # written in the killed epoch 3 before its last.pt: weights of an epoch the rerun trains again
+        stale = load_checkpoint(run_dir / "best.pt")
+        save_checkpoint(run_dir / "best.pt", {**stale, "epoch": 3,
+                                              "model": {k: v + 1 for k, v in stale["model"].items()}})
 
     # epoch 3 must not improve, so best.pt can only come from the restoration
     monkeypatch.setattr(Trainer, "validation_loss", lambda self, val: float("inf"))

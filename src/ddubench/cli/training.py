@@ -127,7 +127,8 @@ def _add_train(commands: Commands) -> None:
     p.add_argument("--min-epochs", type=int, default=20, help="no early stopping before this epoch")
     p.add_argument("--early-stopping-patience", type=int, default=8,
                    help="stop after this many epochs without a lower validation loss")
-    p.add_argument("--lr-patience", type=int, default=3, help="epochs without improvement before the LR decays")
+    p.add_argument("--lr-patience", type=int, default=3, help="the LR decays when more than this many epochs in a row bring no improvement "
+                   "(PyTorch ReduceLROnPlateau's patience)")
     p.add_argument("--lr-factor", type=float, default=0.5, help="factor the LR is multiplied by when it decays")
     p.add_argument("--batch-size", type=int, default=16, help="training batch size")
     p.add_argument("--eval-batch-size", type=int, default=64, help="batch size of the validation passes")

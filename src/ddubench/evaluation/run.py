@@ -10,9 +10,10 @@ import pandas as pd
 import torch
 
 from ..data.registry import load_split
-from ..io import read_json, write_json
+from ..errors import DataError, DdubenchError
+from ..io import read_json, write_atomic, write_json
 from ..models import ModelSpec
-from ..provenance import provenance, utc_now, write_sidecar
+from ..provenance import provenance, relative_paths, repository_root, utc_now, write_sidecar
 from ..report.figures import prediction_panels
 from ..training.checkpoint import model_from_checkpoint
 from ..data import synthetic
@@ -25,6 +26,17 @@ def _dataset_k(manifest: dict[str, Any]) -> int | None:
     return manifest.get("spec", {}).get("k")
 
 
+def _check_model_fits_data(checkpoint: str | Path, payload: dict[str, Any], split: Any, test_file: str | Path) -> None:
+    """A model of other classes or input channels than the data scores nonsense (class ids beyond the data's
+    land in the wrong cells of the confusion matrix): refuse it in one line."""
+    args = payload["model_args"]
+    for what, model_value, data_value in (("classes", args["num_classes"], split.num_classes),
+                                          ("input channels", args["in_channels"], split.in_channels)):
+        if model_value != data_value:
+            raise DataError(f"{checkpoint} was trained with {model_value} {what}, {test_file} has {data_value}; "
+                            "evaluate it on data of the kind it was trained on")
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path, test_file: str | Path, out: str | Path, dataset_kind: str | None = None,
     batch_size: int = 64, device: str = "cpu", progress: bool = True, subimage: int | None = None,
@@ -34,9 +46,12 @@ def evaluate_checkpoint(
     ``subimage`` applies the model to subimages of that side instead of its training subimage size.
     """
     started, clock = utc_now(), time.perf_counter()
+    if batch_size < 1:
+        raise DdubenchError(f"--batch-size {batch_size}: the evaluation batch size must be at least 1")
     test_file = Path(test_file)
     model, payload = model_from_checkpoint(checkpoint, subimage)
     split = load_split(dataset_kind, test_file)
+    _check_model_fits_data(checkpoint, payload, split, test_file)
     scores, per_image = evaluate_per_image(model, split, batch_size=batch_size, device=device, progress=progress)
     centres = synthetic.load_centres(test_file) if test_file.suffix == ".npz" else None
     test_manifest = read_json(test_file.parent / "manifest.json")
@@ -60,6 +75,7 @@ def evaluate_checkpoint(
             wall_time_s=time.perf_counter() - clock, inputs=[str(checkpoint), str(test_file)],
         ),
     }
+    record = relative_paths(record, repository_root())  # an absolute --checkpoint or --data inside the repository
     write_json(out, record)
     return record
 
@@ -80,6 +96,7 @@ def prediction_figure(
     predictions, rows = {}, []
     for checkpoint in checkpoints:
         model, payload = model_from_checkpoint(checkpoint)
+        _check_model_fits_data(checkpoint, payload, split, test_file)
         label = ModelSpec.parse(payload["spec"]).label
         predicted = predict(model, images)
         predictions[label] = predicted.numpy()
@@ -90,7 +107,7 @@ def prediction_figure(
             rows.append({"example": i, "model": label, "spec": payload["spec"], "iou_line_ours": iou["line"]})
     prediction_panels(split.images[index, 0].numpy(), masks.numpy(), predictions, split.subimage_size[1], out_pdf)
     frame = pd.DataFrame(rows)
-    frame.to_csv(out_csv, index=False)
+    write_atomic(out_csv, lambda tmp: frame.to_csv(tmp, index=False))
     write_sidecar(out_csv, provenance(started=started, wall_time_s=time.perf_counter() - clock,
                                       inputs=[str(c) for c in checkpoints] + [str(test_file)]))
     return frame

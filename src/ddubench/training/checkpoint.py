@@ -12,6 +12,8 @@ from ..errors import CheckpointError
 from ..io import atomic_path
 from ..models import build_model
 
+CHECKPOINT_KEYS = ("spec", "model_args", "model")  # what every checkpoint of `ddubench train` holds
+
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write a checkpoint atomically, so a crash mid-write never corrupts an existing one."""
@@ -25,9 +27,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist; train the model first (`ddubench train`)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # torch raises many types for corrupt files
         raise CheckpointError(f"checkpoint {path} is unreadable ({type(err).__name__}); delete it and retrain") from None
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(payload, dict) or key not in payload]
+    if missing:
+        raise CheckpointError(f"{path} is not a ddubench checkpoint (no {', '.join(missing)}); pass a best.pt or "
+                              "last.pt written by `ddubench train`")
+    return payload
 
 
 def model_from_checkpoint(path: str | Path, subimage: int | None = None) -> tuple[nn.Module, dict[str, Any]]:

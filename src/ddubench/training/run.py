@@ -15,7 +15,7 @@ from ..distributed.runtime import DistContext, is_collective_failure, owned_subi
 from ..errors import CheckpointError, DdubenchError, ModelSpecError
 from ..io import read_json, write_json
 from ..models import ModelSpec, build_model
-from ..provenance import provenance, utc_now
+from ..provenance import provenance, relative_paths, repository_root, utc_now
 from .checkpoint import load_checkpoint
 from .trainer import SingleProcess, Trainer, TrainConfig, resolve_amp
 
@@ -52,14 +52,20 @@ def _initialise_from(model: nn.Module, path: str | Path) -> dict[str, Any]:
             "unexpected_keys": list(result.unexpected_keys)}
 
 
-def _resumable(last: Path, spec: str, model_args: dict[str, Any], config: TrainConfig) -> bool:
-    """Whether ``last.pt`` belongs to this exact run (same spec, data facts and hyperparameters)."""
+def _resumable(last: Path, spec: str, model_args: dict[str, Any], config: TrainConfig, metadata: dict[str, Any],
+               amp: bool) -> bool:
+    """Whether ``last.pt`` belongs to this exact run: same spec, model arguments, hyperparameters, training data
+    (its manifest), BatchNorm mode and precision. Its world size is checked when it is loaded: another rank count
+    is an error, not a fresh start."""
     if not last.exists():
         return False
     state = load_checkpoint(last)
     # a run started before a TrainConfig field existed resumes if the field has its default value
     recorded = {**asdict(TrainConfig()), **state["train_config"]}
-    return (state["spec"], state["model_args"], recorded) == (spec, model_args, asdict(config))
+    recorded_data = {key: state.get("metadata", {}).get(key) for key in ("train_data", "bn")}
+    return ((state["spec"], state["model_args"], recorded) == (spec, model_args, asdict(config))
+            and recorded_data == {key: metadata.get(key) for key in ("train_data", "bn")}
+            and bool(state.get("scaler")) == amp)  # a disabled GradScaler's state is empty
 
 
 def _check_subimages_divide(train: SegmentationSplit, subimage: tuple[int, int], ctx: DistContext) -> None:
@@ -144,10 +150,14 @@ def train_model(
         model, parallel = _distribute(model, ctx, bn, config.seed)
         device = ctx.device
     train_data = read_json(data_dir / "manifest.json")
-    trainer = Trainer(model, spec, model_args, config, run_dir, device=device, progress=progress,
-                      metadata={"train_data": train_data, "world_size": ctx.world_size if ctx else 1, "bn": bn},
+    metadata = {"train_data": train_data, "world_size": ctx.world_size if ctx else 1, "bn": bn}
+    trainer = Trainer(model, spec, model_args, config, run_dir, device=device, progress=progress, metadata=metadata,
                       parallel=parallel, compile_model=compile_model, amp=resolve_amp(amp, device))
-    resumed = _resumable(trainer.last_path, spec, model_args, config) and trainer.resume()
+    resumable = _resumable(trainer.last_path, spec, model_args, config, metadata, trainer.amp)
+    if len(set(trainer.parallel.gather(resumable))) > 1:  # else ranks would train from different epochs and hang
+        raise CheckpointError(f"the ranks disagree whether {trainer.last_path} can be resumed (some do not see it); "
+                              "put the run directory on storage every rank sees, or delete it to start afresh")
+    resumed = resumable and trainer.resume()
     try:
         result = trainer.fit(train, val)
     except RuntimeError as err:
@@ -161,7 +171,6 @@ def train_model(
     trainer.parallel.barrier()
     if not trainer.parallel.is_main:
         return {}
-    trainer.last_path.unlink(missing_ok=True)
     summary = {
         "spec": spec,
         "label": ModelSpec.parse(spec).label,
@@ -181,5 +190,7 @@ def train_model(
             extra={"backend": ctx.backend, "bn": bn} if ctx else None,
         ),
     }
+    summary = relative_paths(summary, repository_root())  # an absolute --data, --weights or --run-dir in the repo
     write_json(summary_path, summary)
+    trainer.last_path.unlink(missing_ok=True)  # after the summary: a crash in between loses no training
     return summary

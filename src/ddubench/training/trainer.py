@@ -1,13 +1,17 @@
 """The one trainer every method uses: Adam, plateau LR decay, early stopping, best checkpoint, resume.
 
 Defaults follow journal Table 10 / thesis Table 7.3 (lr 0.008, 40 epochs, early-stopping patience 8 after
-a minimum of 20 epochs, LR halved after 3 epochs without validation improvement, batch 16). The
+a minimum of 20 epochs, LR patience 3, batch 16). The patiences count as their libraries do: PyTorch's
+``ReduceLROnPlateau`` halves the LR when *more than* ``lr_patience`` epochs in a row brought no relative
+improvement of 1e-4 (with patience 3: on the 4th such epoch), as the authors' PyTorch code did; early stopping
+ends training once ``early_stopping_patience`` epochs in a row brought no improvement at all. The
 validation loss is the dice loss of the whole validation split (per-class sums accumulated over all
 batches), so it does not depend on the batch size.
 
 Files in the run directory: ``last.pt`` (written after every epoch; training resumes from it, with its
 RNG states, to the same weights an uninterrupted run gives), ``best.pt`` (lowest validation loss) and
-``history.csv``. All writes are atomic.
+``history.csv`` (one row per epoch; its ``lr`` is the rate after that epoch's scheduler step, i.e. the next
+epoch's). All writes are atomic.
 
 With ``augment`` each training image is flipped and turned with its mask (:mod:`.augment`; the thesis's Inria
 and DeepGlobe training), drawn from the same checkpointed generator as the batch order.
@@ -31,11 +35,11 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.registry import SegmentationSplit
-from ..errors import CheckpointError, DdubenchError
+from ..errors import CheckpointError, ConfigError, DdubenchError
 from ..io import atomic_path
 from .augment import check_square, flip_rotate
 from .checkpoint import load_checkpoint, save_checkpoint
-from .losses import DiceTerms, dice_loss_from_terms, dice_terms
+from .losses import REDUCTIONS, DiceTerms, dice_loss_from_terms, dice_terms
 from .rng import RngState, capture, restore
 from .speed import compiled, compiled_for
 
@@ -57,6 +61,22 @@ class TrainConfig:
     seed: int = 0
     grad_clip_norm: float | None = None
     augment: bool = False
+
+    def __post_init__(self) -> None:
+        """The config schema's bounds, for runs that do not come from a config (``ddubench train`` options, the
+        Python API): a bad value is one line here, not a silent upward step or a traceback inside an epoch."""
+        bounds = [("lr", self.lr >= 0, ">= 0"), ("max_epochs", self.max_epochs >= 1, ">= 1"),
+                  ("min_epochs", self.min_epochs >= 0, ">= 0"),
+                  ("early_stopping_patience", self.early_stopping_patience >= 1, ">= 1"),
+                  ("lr_patience", self.lr_patience >= 0, ">= 0"), ("lr_factor", 0 < self.lr_factor < 1, "in (0, 1)"),
+                  ("batch_size", self.batch_size >= 1, ">= 1"), ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"),
+                  ("dropout", 0 <= self.dropout <= 1, "in [0, 1]"),
+                  ("grad_clip_norm", self.grad_clip_norm is None or self.grad_clip_norm > 0, "> 0 (or unset)"),
+                  ("loss", self.loss in REDUCTIONS, f"one of {', '.join(REDUCTIONS)}")]
+        for name, ok, rule in bounds:
+            if not ok:
+                raise ConfigError(f"training {name}={getattr(self, name)!r} must be {rule}; fix the config's "
+                                  f"training.{name} or the --{name.replace('_', '-')} option")
 
 
 AMP_MODES = ("off", "on", "auto")
@@ -190,8 +210,9 @@ class Trainer:
     def resume(self) -> bool:
         """Continue from ``last.pt`` if it exists; returns whether it did.
 
-        ``last.pt`` also carries the best model so far, so ``best.pt`` is restored if it was lost (a
-        workflow manager removes the outputs of an interrupted job before rerunning it).
+        ``last.pt`` also carries the best model so far, so ``best.pt`` is restored from it (a workflow manager
+        removes the outputs of an interrupted job before rerunning it; a crash between writing ``best.pt`` and
+        ``last.pt`` leaves a ``best.pt`` of an epoch that is trained again).
         """
         if not self.last_path.exists():
             return False
@@ -210,7 +231,8 @@ class Trainer:
         restore(ranks[self.parallel.rank], self.device)
         self.shuffle.set_state(state["rng"]["shuffle"])
         self.best_state = state["best_model"]
-        if self.parallel.is_main and self.best_state is not None and not self.best_path.exists():
+        # rewritten even if present: a best.pt newer than last.pt is from an epoch this run trains again
+        if self.parallel.is_main and self.best_state is not None:
             best = {key: value for key, value in state.items() if key != "best_model"}
             save_checkpoint(self.best_path, {**best, "model": self.best_state, "epoch": self.best_epoch})
         return True
@@ -334,6 +356,8 @@ class Trainer:
                 tqdm.write(f"epoch {self.epoch}: train {train_loss:.4f} val {val_loss:.4f}"
                            f"{' (best)' if improved else ''}")
             stopped_early = self.should_stop()
+        if self.parallel.is_main and self.history:
+            self._write_history()  # a crash after the last epoch's last.pt but before its history row
         return TrainResult(
             epochs_run=self.epoch,
             best_epoch=self.best_epoch,
