@@ -206,11 +206,6 @@ class CNNDNNSegmentation(nn.Module):
         """Height and width of the grid of subimages the local networks cover."""
         return self.grid[0] * self.subimage_size[0], self.grid[1] * self.subimage_size[1]
 
-    @property
-    def size_multiple(self) -> tuple[int, int]:
-        """Input height and width must be multiples of the window."""
-        return self.window
-
     def windows(self, x: torch.Tensor) -> tuple[int, int]:
         """Rows and columns of windows in input ``x`` (a one-line error if it does not divide into them)."""
         (height, width), (win_h, win_w) = x.shape[-2:], self.window

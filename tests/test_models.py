@@ -187,12 +187,19 @@ def test_input_not_divisible_into_subimages() -> None:
         model(torch.rand(1, 1, 40, 64))
 
 
+def test_unet_input_that_cannot_be_halved_depth_times_is_one_line() -> None:
+    with pytest.raises(DataError, match="a 36x36 input cannot be halved 3 times"):
+        build_model("unet_D3", **ARGS)(torch.rand(1, 1, 36, 36))
+
+
 def test_subimage_size_must_be_multiple_of_two_to_the_depth() -> None:
     with pytest.raises(ModelSpecError, match="2\\^D = 8"):
         DDUNet(depth=3, subimage_size=(20, 20))
     with pytest.raises(ModelSpecError):
         build_model("ddunet_D4_F0_CY", in_channels=1, num_classes=3, subimage_size=(32, 24))
     DDUNet(depth=3, subimage_size=(24, 16))  # multiples of 8 are fine
+    with pytest.raises(ModelSpecError, match="subimage size 0x0 is not a positive multiple"):
+        DDUNet(depth=3, subimage_size=(0, 0))
 
 
 @pytest.mark.parametrize("text", ["unet_D-1", "ddunet_D-1_F0_CY", "unet_D3_W0", "unet_D3_W-4"])

@@ -99,3 +99,13 @@ def test_bad_protocol_tokens_are_one_line_errors() -> None:
         ModelSpec.parse("ddunet_D3_F8_CY_NX")
     with pytest.raises(ModelSpecError, match="bad token 'NP'"):
         ModelSpec.parse("unet_D3_NP")  # a whole-image U-Net has no subimage positions
+
+
+def test_a_position_statistics_model_is_refused_across_ranks_for_training_and_measurement() -> None:
+    from ddubench.distributed.ddunet import DistributedDDUNet
+    from ddubench.distributed.runtime import DistContext
+
+    ctx = DistContext(rank=0, world_size=2, local_rank=0, device=torch.device("cpu"), backend="gloo")
+    model = build_model("ddunet_D3_F8_CY_NP", in_channels=1, num_classes=3, subimage_size=(32, 32))
+    with pytest.raises(ModelSpecError, match=r"per subimage position \(_NP\) are a single-process protocol option"):
+        DistributedDDUNet(model, ctx)

@@ -127,3 +127,13 @@ def test_a_derived_runs_config_file_name_resolves_to_its_derived_config() -> Non
     assert derived["run"] == "paper-thesis_rule" and derived["synthetic"]["line_width"] == 3
     with pytest.raises(ConfigError, match="names no protocol_study variant 'nothing'"):
         load_config(REPO / "config" / "cpu-nothing.yaml")
+
+
+def test_a_run_whose_own_name_holds_a_hyphen_has_derived_runs_too(tmp_path) -> None:
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    config["run"] = "my-paper"
+    (tmp_path / "my-paper.yaml").write_text(yaml.safe_dump(config))
+    derived = load_config(tmp_path / "my-paper-thesis_rule.yaml")  # the base is my-paper, not my
+    assert derived["run"] == "my-paper-thesis_rule" and derived["synthetic"]["line_width"] == 3

@@ -147,7 +147,8 @@ def test_specs_round_trip_and_label() -> None:
     ("resnetddunet_R34_F0_CY", ARGS, "R=34"),
     ("resnetddunet_R18_F257_CY", ARGS, "F=257"),
     ("resnetddunet_R18_F0_CY", {**ARGS, "in_channels": 1}, "RGB input"),
-    ("resnetddunet_R18_F0_CY", {**ARGS, "subimage_size": (40, 40)}, "not divisible by 16"),
+    ("resnetddunet_R18_F0_CY", {**ARGS, "subimage_size": (40, 40)}, "not a positive multiple of 16"),
+    ("resnetddunet_R18_F0_CY", {**ARGS, "subimage_size": (0, 0)}, "not a positive multiple of 16"),
 ])
 def test_bad_models_are_spec_errors(spec: str, kwargs: dict, message: str) -> None:
     with pytest.raises(ModelSpecError, match=message):

@@ -97,3 +97,25 @@ def test_step_time_layout_flags_are_checked_in_one_line(flags: list[str], messag
     result = subprocess.run([sys.executable, "-m", "ddubench", "measure", "step-time", "--model", "ddunet_D3_F16_CY",
                              *flags], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_rank_share_that_does_not_divide_or_a_model_that_does_not_split_is_one_line() -> None:
+    import torch
+
+    from ddubench.distributed.runtime import DistContext
+    from ddubench.errors import DdubenchError, ModelSpecError
+    from ddubench.measure.scaling import measure_rank
+
+    ctx = DistContext(rank=0, world_size=2, local_rank=0, device=torch.device("cpu"), backend="gloo")
+    with pytest.raises(DdubenchError, match="3 subimages cannot be shared equally by 2 ranks"):
+        measure_rank("ddunet_D3_F4_CN", 32, 96, ctx, warmup=0, repeats=1)  # 1 x 3 subimages: one would be lost
+    with pytest.raises(ModelSpecError, match="unet_D3 is not a DDU-Net"):
+        measure_rank("unet_D3", 32, 64, ctx, warmup=0, repeats=1)
+
+
+def test_zero_timed_passes_is_refused_by_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from ddubench.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["scaling", "--model", "ddunet_D3_F16_CY", "--resolutions", "32x64", "--repeats", "0"])
+    assert "--repeats: 0 must be at least 1" in capsys.readouterr().err

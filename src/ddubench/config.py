@@ -8,6 +8,7 @@ file, the key and the fix.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,15 @@ def validate_config(config: dict[str, Any], source: str = "<config>") -> dict[st
     return config
 
 
+def derived_parts(name: str, is_run: Callable[[str], bool]) -> tuple[str, str] | None:
+    """(base run, variant) of a derived run's name ``<base>-<variant>``, cut at the last '-' whose left part
+    ``is_run`` (a run's own name may hold '-', a variant's does not); None if no cut names a run."""
+    for cut in reversed([i for i, char in enumerate(name) if char == "-"]):
+        if is_run(name[:cut]):
+            return name[:cut], name[cut + 1:]
+    return None
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read and validate a YAML configuration file.
 
@@ -54,9 +64,10 @@ def load_config(path: str | Path) -> dict[str, Any]:
     run is built from its own resolved settings like any other run's.
     """
     path = Path(path)
-    base_path = path.with_name(path.stem.split("-", 1)[0] + path.suffix)
-    if not path.exists() and "-" in path.stem and base_path.exists():
-        return derived_config(load_config(base_path), path.stem.split("-", 1)[1], str(base_path))
+    parts = None if path.exists() else derived_parts(path.stem, lambda base: path.with_name(base + path.suffix).exists())
+    if parts is not None:
+        base_path = path.with_name(parts[0] + path.suffix)
+        return derived_config(load_config(base_path), parts[1], str(base_path))
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist; pick one of config/smoke.yaml, config/cpu.yaml, config/paper.yaml")
     try:

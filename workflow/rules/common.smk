@@ -5,7 +5,7 @@ import sys
 from functools import cache
 
 from ddubench.analysis.ceiling import support_class
-from ddubench.config import cell_seeds, derived_config, load_config, validate_config
+from ddubench.config import cell_seeds, derived_config, derived_parts, load_config, validate_config
 from ddubench.errors import ConfigError
 from ddubench.models import ModelSpec
 
@@ -41,8 +41,9 @@ def run_config(run):
     """The validated configuration of ``run``: the current one, or config/<run>.yaml for another run."""
     if run == config["run"]:
         return config
-    if "-" in run:  # <base>-<variant>: a protocol-study variant of run <base>
-        base, variant = run.split("-", 1)
+    parts = derived_parts(run, lambda base: base == config["run"] or os.path.exists(config_file(base)))
+    if parts is not None:  # <base>-<variant>: a protocol-study variant or the thesis run of run <base>
+        base, variant = parts
         try:
             return derived_config(run_config(base), variant, config_file(base))
         except ConfigError as err:

@@ -67,6 +67,17 @@ def subimage_choice(text: str) -> str:
     raise argparse.ArgumentTypeError(f"{text!r} is not whole, own or a subimage side in pixels")
 
 
+def positive_int(text: str) -> int:
+    """An integer of at least 1 (a count of timed passes, a batch size)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def count_or_fraction(text: str) -> int | float:
     """A split size: an image count (integer) or a fraction (decimal)."""
     for kind in (int, float):

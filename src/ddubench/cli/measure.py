@@ -7,7 +7,7 @@ import time
 
 from ..device import resolve_device
 from ..errors import DdubenchError
-from ._shared import Commands, resolution, set_threads
+from ._shared import Commands, positive_int, resolution, set_threads
 
 
 def cmd_measure(args: argparse.Namespace) -> None:
@@ -167,7 +167,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--subimage-size", type=int, default=32, help="side of one square subimage in pixels")
     p.add_argument("--batch-size", type=int, default=16, help="step-time: batch size")
     p.add_argument("--warmup", type=int, default=3, help="step-time: untimed steps first")
-    p.add_argument("--repeats", type=int, default=10, help="step-time: timed steps")
+    p.add_argument("--repeats", type=positive_int, default=10, help="step-time: timed steps")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--compile", action="store_true", help="step-time: time the torch.compile'd step (train --compile)")
     p.add_argument("--authors-scheme", action="store_true",
@@ -197,7 +197,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--resolution", type=resolution, required=True, help="HEIGHTxWIDTH of the image")
     p.add_argument("--subimage-size", type=int, default=None, help="DDU-Net subimage side (default: whole image)")
     p.add_argument("--warmup", type=int, default=1, help="untimed passes first")
-    p.add_argument("--repeats", type=int, default=3, help="timed passes")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed passes")
     p.add_argument("--out", required=True, help="JSON with the record (same shape as `ddubench scaling`)")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
@@ -210,7 +210,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--resolutions", type=resolution, nargs="+", required=True, help="HEIGHTxWIDTH images")
     p.add_argument("--subimage-size", type=int, default=32, help="side of one square subimage in pixels")
     p.add_argument("--warmup", type=int, default=2, help="untimed passes first")
-    p.add_argument("--repeats", type=int, default=5, help="timed passes")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed passes")
     p.add_argument("--out", required=True, help="JSON with every rank's record (written by rank 0)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per rank")
     p.add_argument("--device", default="cpu", help="cpu (gloo) or cuda/auto (NCCL, cuda:LOCAL_RANK)")

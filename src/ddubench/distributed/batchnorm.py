@@ -2,8 +2,9 @@
 
 torch's ``nn.SyncBatchNorm`` runs only on accelerators, but our tests and CPU users need the same
 semantics on gloo. Each rank computes the count, mean and centred sum of squares of its own subimages;
-these are all-gathered with autograd and combined exactly (Chan et al.'s parallel variance), so the
-forward and backward equal BatchNorm over the whole global batch. Parameter and buffer names are those
+these are all-gathered and combined exactly (Chan et al.'s parallel variance) in the forward of a
+hand-written autograd function, whose backward all-reduces two per-channel sums, so the forward and
+backward equal BatchNorm over the whole global batch. Parameter and buffer names are those
 of ``nn.BatchNorm2d``, so checkpoints load into the single-process model unchanged.
 """
 

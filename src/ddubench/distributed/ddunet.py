@@ -29,6 +29,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..data.tiling import grid_shape, split_subimages, stitch_subimages
+from ..errors import ModelSpecError
 from ..models.ddunet import DDUNetBase, replace_shared_maps
 from .batchnorm import convert_batchnorm
 from .collectives import gather_batch
@@ -44,7 +45,10 @@ class DistributedDDUNet(nn.Module):
     def __init__(self, model: DDUNetBase, ctx: DistContext, bn: str = "sync") -> None:
         super().__init__()
         if bn not in BN_MODES:
-            raise ValueError(f"unknown BatchNorm mode {bn!r}; use one of {BN_MODES}")
+            raise ModelSpecError(f"unknown BatchNorm mode {bn!r}; use one of {', '.join(BN_MODES)}")
+        if getattr(model, "norm_stats", "shared") != "shared":  # the ranks would silently share the statistics
+            raise ModelSpecError("BatchNorm statistics per subimage position (_NP) are a single-process protocol "
+                                 "option; run that model without torchrun or drop _NP")
         self.ctx = ctx
         self.bn = bn
         self.features = model.features
@@ -118,8 +122,10 @@ class DistributedDDUNet(nn.Module):
         """Full images in, this rank's logit tiles out: (B, C, H, W) -> (B * n_local, classes, h, w)."""
         return self.forward_local(self.local_tiles(x), x.shape[0], self.grid(*x.shape[-2:]))
 
+    @torch.no_grad()
     def gather_output(self, local_logits: torch.Tensor, batch: int, grid: tuple[int, int]) -> torch.Tensor:
-        """Stitch every rank's logit tiles into full-image logits (B, classes, H, W) on every rank."""
+        """Stitch every rank's logit tiles into full-image logits (B, classes, H, W) on every rank, for inference
+        (not differentiable: a loss on it, computed alike on every rank, would count each gradient once per rank)."""
         n_local = local_logits.shape[0] // batch
         local = local_logits.reshape(batch, n_local, *local_logits.shape[1:]).transpose(0, 1).contiguous()
         everything = gather_batch(local).transpose(0, 1).reshape(-1, *local_logits.shape[1:])

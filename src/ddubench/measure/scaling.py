@@ -16,7 +16,8 @@ import torch.distributed as dist
 
 from ..analysis.params import count_parameters
 from ..distributed.ddunet import DistributedDDUNet
-from ..distributed.runtime import DistContext
+from ..distributed.runtime import DistContext, owned_subimages
+from ..errors import ModelSpecError
 from ..models import ModelSpec, build_model
 from ..models.ddunet import DDUNetBase
 from .inference import timed_passes
@@ -43,11 +44,12 @@ def measure_rank(
     model = build_model(spec, in_channels=in_channels, num_classes=num_classes,
                         subimage_size=(subimage_size, subimage_size))
     if not isinstance(model, DDUNetBase):
-        raise TypeError(f"{spec} is not a DDU-Net; only DDU-Nets split across ranks")
+        raise ModelSpecError(f"{spec} is not a DDU-Net; only DDU-Nets split across ranks: pass a ddunet_* model")
     base = model
     model = DistributedDDUNet(model.to(ctx.device), ctx).eval()
     grid = model.grid(height, width)
-    n_local = grid[0] * grid[1] // ctx.world_size
+    owned = owned_subimages(grid[0] * grid[1], ctx)  # an error where the ranks cannot share them equally
+    n_local = owned.stop - owned.start
     tiles = torch.rand(n_local, in_channels, subimage_size, subimage_size, device=ctx.device)
 
     def forward() -> torch.Tensor:

@@ -31,10 +31,6 @@ class StackedSeeds(nn.Module):
         # the architecture without storage; kept out of the module tree so it never moves or saves
         self._architecture = (copy.deepcopy(models[0]).to("meta"),)
 
-    @property
-    def seeds(self) -> int:
-        return self.stacked[0].shape[0]
-
     def _buffers_by_name(self) -> dict[str, torch.Tensor]:
         return {name: getattr(self, f"buffer{index}") for index, name in enumerate(self.buffer_names)}
 

@@ -79,11 +79,6 @@ class DDUNetBase(nn.Module):
     decoder: nn.Module
     head: nn.Module
 
-    @property
-    def size_multiple(self) -> tuple[int, int]:
-        """Input height and width must be multiples of the subimage size."""
-        return self.subimage_size
-
     def grid(self, x: torch.Tensor) -> tuple[int, int]:
         """Rows and columns of subimages for input ``x``."""
         return grid_shape(x.shape[-2], x.shape[-1], self.subimage_size)
@@ -135,9 +130,9 @@ class DDUNet(DDUNetBase):
                 f"depth {depth} with base width {base_width}; choose F <= {bottleneck}"
             )
         multiple = 2**depth
-        if subimage_size[0] % multiple or subimage_size[1] % multiple:
+        if min(subimage_size) < multiple or subimage_size[0] % multiple or subimage_size[1] % multiple:
             raise ModelSpecError(
-                f"subimage size {subimage_size[0]}x{subimage_size[1]} is not divisible by 2^D = {multiple} "
+                f"subimage size {subimage_size[0]}x{subimage_size[1]} is not a positive multiple of 2^D = {multiple} "
                 f"(depth {depth}); use subimages whose sides are multiples of {multiple} or a smaller depth"
             )
         if norm_stats not in NORM_STATS:

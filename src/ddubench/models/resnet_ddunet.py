@@ -170,9 +170,9 @@ class ResNetDDUNet(DDUNetBase):
         if not 0 <= features <= bottleneck:
             raise ModelSpecError(f"F={features} communicated maps is outside 0..{bottleneck}, the bottleneck width "
                                  f"of ResNet{resnet}; choose F <= {bottleneck}")
-        if subimage_size[0] % DOWNSAMPLING or subimage_size[1] % DOWNSAMPLING:
+        if min(subimage_size) < DOWNSAMPLING or subimage_size[0] % DOWNSAMPLING or subimage_size[1] % DOWNSAMPLING:
             raise ModelSpecError(
-                f"subimage size {subimage_size[0]}x{subimage_size[1]} is not divisible by {DOWNSAMPLING} "
+                f"subimage size {subimage_size[0]}x{subimage_size[1]} is not a positive multiple of {DOWNSAMPLING} "
                 f"(the ResNet encoder halves it four times); use multiples of {DOWNSAMPLING}"
             )
         self.resnet = resnet

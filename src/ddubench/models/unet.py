@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ModelSpecError
+from ..errors import DataError, ModelSpecError
 from .blocks import DoubleConv, Down, Up
 
 
@@ -100,4 +100,8 @@ class UNet(nn.Module):
         return 2**self.depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        if height % self.size_multiple or width % self.size_multiple:
+            raise DataError(f"a {height}x{width} input cannot be halved {self.depth} times (depth {self.depth}); "
+                            f"use images whose sides are multiples of {self.size_multiple} or a smaller depth")
         return self.head(self.decoder(self.encoder(x)))

@@ -84,9 +84,6 @@ def _distribute(model: nn.Module, ctx: DistContext, bn: str, seed: int) -> tuple
     if not isinstance(model, DDUNetBase):
         raise ModelSpecError(f"only DDU-Net models split into subimages across ranks, not {type(model).__name__}; "
                              "train other models without torchrun")
-    if getattr(model, "norm_stats", "shared") != "shared":
-        raise ModelSpecError("BatchNorm statistics per subimage position (_NP) are a single-process protocol option; "
-                             "train it without torchrun or drop _NP")
     model = DistributedDDUNet(model.to(ctx.device), ctx, bn)
     broadcast_state(model)
     torch.manual_seed(seed + 1000 * ctx.rank)  # independent dropout masks per rank
