@@ -168,7 +168,8 @@ class CNNDNNSegmentation(nn.Module):
     each local U-Net minimises the dice loss of its own subimage and the aggregator the dice loss of the
     final map computed from *detached* local probabilities, so no gradient passes between local U-Nets
     or from the aggregator into them; Adam's update is per parameter, so one optimiser over all of them
-    trains each exactly as alone. Unlike the papers' two phases, local networks and aggregator train in the
+    trains each exactly as alone (without gradient clipping, whose norm spans every network, and mixed
+    precision, whose loss scaler skips every network's step when one overflows). Unlike the papers' two phases, local networks and aggregator train in the
     same epochs (the aggregator follows the local networks as they improve), and the learning-rate schedule
     and checkpoint selection follow the validation loss of the final map. ``coherent=True`` trains the
     whole model end to end on the final map's loss (the papers' "CNN-DNN-coherent").

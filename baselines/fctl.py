@@ -28,8 +28,9 @@ the FCN-8s head sees 2 * pool5 plus the attention terms. Losses are focal (gamma
 the public code sums the means of its 4-patch sub-batches, we take the mean over all patches of the batch
 (a constant factor) in one graph, so a step holds every grid patch of the batch (1024 px crops: 9 patches
 of 508 px per image; keep the batch small). ``ignore_index`` pixels (DeepGlobe unknown) are left out; the
-public code trained on them. Its hflip/rot90 augmentation and test-time augmentation are not used (the
-shared trainer has none).
+public code trained on them. Training augmentation (flips and quarter turns) follows the run's
+``deepglobe.training.augment``, on by default, like the public code's hflip/rot90; its test-time augmentation
+is not used.
 
 Inference (``forward``): every grid patch of every image, ``patch_batch`` patches per network call; the
 large context is encoded once per image and the batch is zero-padded once per call; overlapping logits are

@@ -8,8 +8,9 @@ patch) / (n - 1), so the last is flush with the far border (``glnet_grid.grid_st
 
 Context crops: a ``scale`` x patch region centred on the patch, cut from the image zero-padded by
 (scale - 1) / 2 patch sizes on each side, resized to the patch size (bilinear with antialiasing, like the
-public code's PIL resize). Zero is the model's input value: the public code feeds unnormalised [0, 1]
-images and pads with black, also zero.
+public code's PIL resize). The padding is zero in the model's input, which here is ImageNet-normalised like
+every DeepGlobe model's of the suite: zero is the mean colour, where the public code feeds unnormalised [0, 1]
+images and so pads with black.
 """
 
 from __future__ import annotations

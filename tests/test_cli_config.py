@@ -213,6 +213,13 @@ def test_a_wrong_input_file_of_a_table_is_one_line_naming_it(case: str, tmp_path
     assert expected in _one_error_line(capsys)
 
 
+def test_a_negative_image_count_is_refused_by_the_command_line(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["generate-synthetic", "--k", "2", "--train", "-1", "--out", str(tmp_path / "ds")])
+    assert "--train: -1 must be at least 1" in capsys.readouterr().err and not (tmp_path / "ds").exists()
+
+
 def test_measure_params(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["measure", "params", "--model", "ddunet_D3_F16_CY"]) == 0
     assert "DDU-Net(3,16,Y) (ddunet_D3_F16_CY): 49823 parameters" in capsys.readouterr().out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -390,3 +391,26 @@ def test_manifest_names_a_root_inside_the_repository_relatively(fake_root: Path,
 
     assert root("prepared") == "data/tiles"
     assert root("elsewhere") == str(Path(fake_root).resolve())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"subimage": 0}, "subimage=0 must be at least 1"),
+    ({"crop_train": -256}, "crop_train=-256 is smaller than the subimage side 256"),
+    ({"crop_test": 0}, "crop_test=0 is smaller than the subimage side 256"),
+])
+def test_crop_and_subimage_sides_below_one_are_one_line(kwargs: dict, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        PrepareSpec(**kwargs)
+
+
+def test_an_image_header_too_large_to_open_is_one_line(tmp_path: Path) -> None:
+    from ddubench.data.prepared import image_size
+
+    bomb = tmp_path / "1_sat.jpg"
+    Image.new("RGB", (8, 8)).save(bomb, format="PNG")
+    data = bytearray(bomb.read_bytes())
+    data[16:24] = (40000).to_bytes(4, "big") * 2  # the IHDR width and height: 1.6e9 pixels, a decompression bomb
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # the chunk's checksum, so only the size is wrong
+    bomb.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"1_sat\.jpg is not a readable image"):
+        image_size(bomb)

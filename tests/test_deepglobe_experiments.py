@@ -81,6 +81,8 @@ def test_table6_puts_the_config_beside_journal_table6_and_the_thesis() -> None:
     unaugmented = table6(plain).set_index("hyperparameter").loc["augmentation"]
     assert unaugmented["value_ours"] == "none"
     assert unaugmented["note"] == "trained without the journal's flips and quarter turns (augment: false)"
+    plain["training"]["amp"] = False
+    assert table6(plain).set_index("hyperparameter").loc["mixed_precision", "note"] == "trained in float32 (amp: false)"
 
     deepglobe = copy.deepcopy(load_config(REPO / "config/paper.yaml")["deepglobe"])
     deepglobe["weights"]["resnet18"] = "w/resnet18.pth"
@@ -90,7 +92,7 @@ def test_table6_puts_the_config_beside_journal_table6_and_the_thesis() -> None:
     assert paper.loc["max_epochs", "note"] == "thesis Table 7.10 differs: 50"
     assert paper.loc["repeats", "value_ours"] == 3 and paper.loc["repeats", "note"] == ""
     assert paper.loc["early_stopping_patience", "note"] == "no early stopping: min_epochs = max_epochs"
-    assert paper.loc["encoder_weights", "value_ours"] == "resnet18: w/resnet18.pth"
+    assert paper.loc["encoder_weights", ["value_ours", "note"]].tolist() == ["ImageNet", ""]  # no path, no false note
 
 
 # ------------------------------------------------------------------------------------------------- Fig. 13

@@ -309,7 +309,7 @@ def test_table7_7_states_the_thesis_settings_and_rejects_unknown_keys() -> None:
     assert table.loc["max_epochs", "note"] == "changed in this configuration"
     assert table.loc["lr_patience", "note"] == "thesis '-': the learning rate never decays within the epochs"
     assert table.loc["augment", "value_ours"] is True
-    assert paper.THESIS_TABLE7_7["batch_size"] == 16
+    assert table.loc["lr_patience", "value_paper"] == "-" and table.loc["batch_size", "value_paper"] == 16
     with pytest.raises(ConfigError, match="unknown key.*max_epoch"):
         thesis_inria.inria_training({"training": {"max_epoch": 3}})
 

@@ -69,3 +69,16 @@ def test_dirty_flag_counts_code_not_results(repo: Path) -> None:
     assert git_state()["dirty"] is False
     (repo / "src/code.py").write_text("x = 2\n")
     assert git_state()["dirty"] is True
+
+
+def test_dirty_flag_sees_the_whole_tree_and_new_files(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (repo / "results" / "run").mkdir()
+    (repo / "results" / "run" / "new.json").write_text("{}")  # a new result is not a change of the code
+    assert git_state()["dirty"] is False
+    (repo / "config").mkdir()
+    (repo / "config" / "new.yaml").write_text("run: x\n")  # a config not committed yet
+    assert git_state()["dirty"] is True
+    (repo / "config" / "new.yaml").unlink()
+    (repo / "src/code.py").write_text("x = 2\n")
+    monkeypatch.chdir(repo / "results")  # run from a subfolder: the code outside it still counts
+    assert git_state()["dirty"] is True

@@ -132,6 +132,23 @@ def test_line_iou_grid_aggregates_seeds() -> None:
     assert partial["note"].tolist() == ["n", "n; 1 of the 3 seeds trained so far"]
 
 
+def test_the_papers_value_sits_only_beside_its_own_cell() -> None:
+    """Figs. 9 and 11 print DDU-Net(3, F, Y) only, and Fig. 11 tests on k = 6: a DDU-Net(3, F, N) row, or a Fig. 11
+    row tested on another k, gets no paper value."""
+    from ddubench.report.tables import line_iou_grid
+
+    def record(spec: str, test_k: int) -> dict:
+        return {"spec": spec, "train_k": 2, "test_k": test_k, "seed": 0, "scores": {"iou": {"line": 0.5}, "miou": 0.8}}
+
+    reference = {2: (0.13, 0.20, 0.20, 0.29, 0.28, 0.30, 0.40, 0.53)}
+    fig9 = line_iou_grid([record("ddunet_D3_F4_CY", 2), record("ddunet_D3_F4_CN", 2)], reference, depth=3, note="n")
+    paper_values = fig9.set_index("comm")["iou_line_paper"]
+    assert paper_values["Y"] == 0.29 and pd.isna(paper_values["N"])
+    fig11 = line_iou_grid([record("unet_D3", 6), record("unet_D3", 3)], reference, depth=3, note="n", paper_test_k=6)
+    paper_values = fig11.set_index("k_test")["iou_line_paper"]
+    assert paper_values[6] == 0.53 and pd.isna(paper_values[3])
+
+
 def test_heatmaps_are_reproducible_pdf_and_png_with_a_ceiling_panel(tmp_path: Path) -> None:
     from ddubench.report.figures import line_iou_heatmaps
 

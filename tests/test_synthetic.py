@@ -206,6 +206,17 @@ def test_write_dataset_manifest_and_reuse(tmp_path) -> None:
     assert json.loads((out / "manifest.json").read_text())["counts"]["train"] == 7
 
 
+def test_a_split_that_no_longer_matches_its_manifest_is_regenerated(tmp_path) -> None:
+    """An interrupted rewrite with other parameters left a new train.npz beside the old manifest: asking for the
+    old dataset again must not reuse it."""
+    spec, counts = SyntheticSpec(k=2, seed=1), {"train": 6, "val": 3, "test": 4}
+    out = write_dataset(spec, counts, tmp_path / "ds")
+    other = write_dataset(SyntheticSpec(k=2, seed=2), counts, tmp_path / "other")
+    (out / "train.npz").write_bytes((other / "train.npz").read_bytes())
+    write_dataset(spec, counts, out)
+    np.testing.assert_array_equal(load_split(out / "train.npz")["images"], generate(spec, "train", 6)["images"])
+
+
 def test_load_split_missing_file(tmp_path) -> None:
     missing = tmp_path / "nowhere" / "train.npz"
     with pytest.raises(DataError) as info:

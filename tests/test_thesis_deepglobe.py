@@ -73,3 +73,14 @@ def test_the_thesis_run_takes_table7_10_for_its_deepglobe_models() -> None:
     training = thesis["deepglobe"]["training"]
     assert {key: training[key] for key in paper.THESIS_TABLE7_10} == paper.THESIS_TABLE7_10
     assert training["seeds"] == [0]
+
+
+def test_the_ablation_note_names_only_real_departures_from_table7_10() -> None:
+    """Table 7.10's '-' cells (no minimum epoch, no early stopping) are held as the epoch count: a run of fewer
+    epochs that keeps them inactive departs in its epochs only."""
+    from ddubench.report.thesis_deepglobe import ablation_note
+
+    thesis = derived_config(load_config(REPO / "config/cpu.yaml"), "thesis")
+    note = ablation_note(thesis)
+    assert "max_epochs 8 (thesis 50)" in note
+    assert "min_epochs" not in note and "early_stopping_patience" not in note

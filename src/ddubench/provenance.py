@@ -28,7 +28,7 @@ _PACKAGES = ("torch", "torchvision", "torchmetrics", "numpy", "pandas", "matplot
 
 
 # Outputs of the workflow's own rules: a rebuild deletes and rewrites them, which says nothing about the code.
-_NOT_SOURCE = (":(exclude)results", ":(exclude)figures", ":(exclude)logs")
+_NOT_SOURCE = (":(top,exclude)results", ":(top,exclude)figures", ":(top,exclude)logs")
 
 
 def _git(*args: str, cwd: str | os.PathLike | None = None) -> str | None:
@@ -44,7 +44,8 @@ def _git(*args: str, cwd: str | os.PathLike | None = None) -> str | None:
 def git_state(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
     """The current git commit and whether code or configs differ from it (results, figures, logs not counted)."""
     commit = _git("rev-parse", "HEAD", cwd=cwd)
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *_NOT_SOURCE, cwd=cwd)
+    # the whole work tree from wherever this runs (":/"), new files too (a config not yet committed)
+    status = _git("status", "--porcelain", "--untracked-files=normal", "--", ":/", *_NOT_SOURCE, cwd=cwd)
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 

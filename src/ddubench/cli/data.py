@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._shared import Commands, count_or_fraction
+from ._shared import Commands, count_or_fraction, positive_int
 
 
 def cmd_generate_synthetic(args: argparse.Namespace) -> None:
@@ -80,9 +80,9 @@ def register(commands: Commands) -> None:
     p.add_argument("--line-width", type=int, default=None,
                    help="line width in pixels instead of the rule's (same circle placements at every width)")
     p.add_argument("--subimage-size", type=int, default=32, help="side of one square subimage in pixels")
-    p.add_argument("--train", type=int, default=4000, help="training images")
-    p.add_argument("--val", type=int, default=1000, help="validation images")
-    p.add_argument("--test", type=int, default=1000, help="test images")
+    p.add_argument("--train", type=positive_int, default=4000, help="training images")
+    p.add_argument("--val", type=positive_int, default=1000, help="validation images")
+    p.add_argument("--test", type=positive_int, default=1000, help="test images")
     p.add_argument("--seed", type=int, default=0, help="seed of the generator (data, not training)")
     p.add_argument("--out", required=True, help="output directory")
 

@@ -184,7 +184,8 @@ def _synthetic_grid(args: argparse.Namespace) -> tuple[object, dict]:
         ceilings = {(c["spec"], c["k"]): c["iou_line_ceiling"]
                     for c in (read_record(path, CEILING_KEYS, CEILING) for path in args.ceilings or [])}
         frame = tables.line_iou_grid(records, reference, depth=paper.FIG9_DEPTH, note=note, ceilings=ceilings,
-                                     planned_seeds=lambda k: len(cell_seeds(config, k)))
+                                     planned_seeds=lambda k: len(cell_seeds(config, k)),
+                                     paper_test_k=paper.FIG11_TEST_K if args.name == "fig11" else None)
     return frame, {"inputs": list(args.evals) + list(args.ceilings or [])}
 
 

@@ -228,7 +228,12 @@ class PrepareSpec:
     subimage: int = 256
 
     def __post_init__(self) -> None:
+        if self.subimage < 1:
+            raise DataError(f"subimage={self.subimage} must be at least 1; fix deepglobe.subimage or --subimage")
         for name in ("crop_train", "crop_test"):
+            if getattr(self, name) < self.subimage:
+                raise DataError(f"{name}={getattr(self, name)} is smaller than the subimage side {self.subimage}; "
+                                f"fix deepglobe.crop or --{name.replace('_', '-')}")
             if getattr(self, name) % self.subimage:
                 raise DataError(f"{name}={getattr(self, name)} is not a multiple of the subimage side "
                                 f"{self.subimage}; change deepglobe.crop or deepglobe.subimage")

@@ -136,7 +136,8 @@ def _sha256(path: Path) -> str:
 def write_dataset(spec: SyntheticSpec, counts: dict[str, int], out_dir: str | Path) -> Path:
     """Write ``<out_dir>/{train,val,test}.npz`` and ``manifest.json`` (parameters, counts, checksums).
 
-    An existing dataset with the same parameters is reused, not regenerated.
+    An existing dataset with the same parameters is reused while its files keep the manifest's checksums;
+    otherwise it is regenerated, the manifest written last.
     """
     out_dir = Path(out_dir)
     manifest_path = out_dir / "manifest.json"
@@ -144,9 +145,12 @@ def write_dataset(spec: SyntheticSpec, counts: dict[str, int], out_dir: str | Pa
     if manifest_path.exists():
         manifest = read_json(manifest_path)
         if {key: manifest.get(key) for key in wanted} == wanted and all(
-            (out_dir / f"{split}.npz").exists() for split in counts
+            (out_dir / f"{split}.npz").exists()
+            and _sha256(out_dir / f"{split}.npz") == manifest.get("files", {}).get(split, {}).get("sha256")
+            for split in counts
         ):
             return out_dir
+        manifest_path.unlink()  # first: an interrupted rewrite must not leave new files under the old manifest
     files = {}
     for split, count in counts.items():
         target = out_dir / f"{split}.npz"

@@ -19,7 +19,6 @@ from ..io import read_json, write_atomic
 SYNTHETIC, DEEPGLOBE, ANALYSIS = "Journal synthetic experiments", "DeepGlobe", "Analysis (no training)"
 BASELINES, SCALING, OTHER = "Baselines and Table 7", "Scaling and throughput", "Other"
 THESIS = "Thesis (seed 001)"
-SECTIONS = (SYNTHETIC, DEEPGLOBE, ANALYSIS, BASELINES, SCALING, THESIS, OTHER)
 
 # table or figure name -> (report section, paper item, what the paper shows)
 ITEMS: dict[str, tuple[str, str, str]] = {
@@ -28,8 +27,8 @@ ITEMS: dict[str, tuple[str, str, str]] = {
                                 "synthetic images: two circles joined by a line, drawn across subimage borders"),
     "fig9_heatmap": (SYNTHETIC, "Journal Fig. 9", "line-class IoU of DDU-Net(3, F, Y) for each number F of "
                      "communicated feature maps and of U-Net(3), trained and tested on k subimages"),
-    "fig10_depth": (SYNTHETIC, "Journal Fig. 10", "DDU-Net(D, 16, Y) against U-Net(D) for depths D = 2, 3, 4 at "
-                    "k = 3 (the journal prints masks, no numbers)"),
+    "fig10_depth": (SYNTHETIC, "Journal Fig. 10", "DDU-Net(D, 16, Y) against U-Net(D) for depths D = 2, 3, 4 (the "
+                    "journal prints masks, no numbers, and does not say which k; ours: k = 3)"),
     "fig10_predictions": (SYNTHETIC, "Journal Fig. 10 (masks)", "the predicted masks of the Fig. 10 models"),
     "fig11_generalization": (SYNTHETIC, "Journal Fig. 11", "line-class IoU of models trained on k subimages and "
                              "tested on the 6-subimage test set"),
@@ -39,7 +38,7 @@ ITEMS: dict[str, tuple[str, str, str]] = {
     "fig9_budgets": (SYNTHETIC, "Journal Fig. 9 at several budgets (ours)", "no such comparison: ours sets each "
                      "Fig. 9 cell of several runs (budgets, protocols) beside the paper's value"),
     "fig8_predictions": (SYNTHETIC, "Journal Fig. 8", "predictions of DDU-Net(3, 32, Y), U-Net(3) and "
-                         "DDU-Net(3, 32, N) on test images with k = 4"),
+                         "DDU-Net(3, 32, N) on test images with k = 2 (64x32)"),
     "table3": (DEEPGLOBE, "Journal Table 3", "pixel counts of the DeepGlobe land-cover classes"),
     "table6": (DEEPGLOBE, "Journal Table 6", "the hyperparameters of the DeepGlobe experiments"),
     "fig6_deepglobe_examples": (DEEPGLOBE, "Journal Fig. 6", "DeepGlobe images and their land-cover masks"),

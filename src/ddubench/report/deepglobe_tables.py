@@ -199,8 +199,8 @@ def _ours(deepglobe: dict[str, Any]) -> dict[str, object]:
         "crop_train_px": deepglobe["crop"]["train"],
         "crop_test_px": deepglobe["crop"]["test"],
         "subimage_px": deepglobe["subimage"],
-        "encoder_weights": ", ".join(f"{name}: {path}" for name, path in weights.items() if path)
-        or "random (no local ImageNet file configured)",
+        "encoder_weights": "ImageNet" if any(weights.values())  # a local file (its path is the machine's, left out)
+        else "random (no local ImageNet file configured)",
         "augmentation": AUGMENTATION if training["augment"] else "none",
     }
 
@@ -217,6 +217,8 @@ def _table6_note(name: str, journal: object, thesis: object, ours: object, deepg
                          "with macro computed macro_present")
         elif name == "mixed_precision" and training["amp"] == "auto":
             parts.append("float16 autocast + GradScaler on CUDA; plain float32 on the CPU")
+        elif name == "mixed_precision":
+            parts.append("trained in float32 (amp: false)")
         elif name == "select_on":
             parts.append("the repeat is picked on the validation split here; select_on: test reproduces the "
                          "journal's protocol")

@@ -114,12 +114,14 @@ def _grid_key(spec: ModelSpec) -> tuple[str, int | None, str | None]:
     return "DDU-Net", kwargs["features"], "Y" if kwargs["communicate"] else "N"
 
 
-def _paper_line_iou(table: dict[int, tuple[float, ...]], k: int, model: str, features: int | None) -> float | None:
+def _paper_line_iou(table: dict[int, tuple[float, ...]], k: int, model: str, features: int | None,
+                    comm: str | None) -> float | None:
+    """The paper's value of a U-Net(3) or DDU-Net(3, F, Y) cell (the journal's Figs. 9 and 11 have no C = N)."""
     if k not in table:
         return None
     if model == "U-Net":
         return table[k][-1]
-    if features in paper.FIG9_FEATURES:
+    if comm == "Y" and features in paper.FIG9_FEATURES:
         return table[k][paper.FIG9_FEATURES.index(features)]
     return None
 
@@ -134,11 +136,13 @@ def seeds_so_far_note(trained: int, planned: int | None) -> str:
 def line_iou_grid(
     records: Iterable[dict[str, Any]], paper_table: dict[int, tuple[float, ...]], depth: int, note: str,
     ceilings: dict[tuple[str, int], float] | None = None, planned_seeds: Callable[[int], int] | None = None,
+    paper_test_k: int | None = None,
 ) -> pd.DataFrame:
     """Fig. 9 / Fig. 11 rows: mean, std (n - 1), min and max over seeds of the line-class IoU per (k, model),
     with the paper's, and the receptive-field ceiling of the model on the test k where ``ceilings`` (keyed by
     :func:`~ddubench.analysis.ceiling.support_class` and test k) has it. ``planned_seeds(k_train)``, the seeds
-    the configuration names, marks rows built before all of them were trained."""
+    the configuration names, marks rows built before all of them were trained. The paper's value sits beside
+    rows tested on ``paper_test_k`` (Fig. 11: 6), or on the k they were trained on where it is None (Fig. 9)."""
     rows = []
     for record in records:
         spec = ModelSpec.parse(record["spec"])
@@ -161,8 +165,8 @@ def line_iou_grid(
     grouped.insert(
         grouped.columns.get_loc("iou_line_ours"), "iou_line_paper",
         [
-            _paper_line_iou(paper_table, row.k_train, row.model, None if pd.isna(row.F) else int(row.F))
-            if row.depth == depth else None
+            _paper_line_iou(paper_table, row.k_train, row.model, None if pd.isna(row.F) else int(row.F), row.comm)
+            if row.depth == depth and row.k_test == (row.k_train if paper_test_k is None else paper_test_k) else None
             for row in grouped.itertuples()
         ],
     )

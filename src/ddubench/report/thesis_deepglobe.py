@@ -13,6 +13,7 @@ from ..models import ModelSpec
 from . import paper
 
 SPLITS = ("train", "test", "val")  # Table 7.13's column order
+NEVER = ("min_epochs", "early_stopping_patience")  # "-" in Table 7.10: no departure while they never act
 KEYS = {"comm": paper.THESIS_ABLATION_MODELS[0], "nocomm": paper.THESIS_ABLATION_MODELS[1],
         "unet": paper.THESIS_ABLATION_MODELS[2]}
 
@@ -22,7 +23,7 @@ def ablation_note(config: dict[str, Any]) -> str:
     deepglobe, ablation = config["deepglobe"], config["thesis"]["deepglobe_ablation"]
     training = deepglobe["training"]
     parts = [f"{key} {training[key]} (thesis {value})" for key, value in paper.THESIS_TABLE7_10.items()
-             if training[key] != value]
+             if training[key] != value and not (key in NEVER and training[key] >= training["max_epochs"])]
     crop = deepglobe["crop"]
     if (crop["train"], crop["test"]) != (512, 2048):
         parts.append(f"{crop['train']} px training / {crop['test']} px test crops (thesis 512 / 2048)")

@@ -64,7 +64,7 @@ def thesis_table7_7(config: dict[str, Any]) -> pd.DataFrame:
     meaning = {"early_stopping_patience": "thesis '-': no early stopping within the epochs",
                "min_epochs": "thesis '-': no minimum stopping epoch",
                "lr_patience": "thesis '-': the learning rate never decays within the epochs"}
-    rows = [{"hyperparameter": name, "value_paper": value, "value_ours": training[name],
+    rows = [{"hyperparameter": name, "value_paper": "-" if name in NEVER else value, "value_ours": training[name],
              "note": "; ".join(filter(None, [meaning.get(name, ""), "" if training[name] == value
                                              or (name in NEVER and _never(training, name))
                                              else "changed in this configuration"]))}
