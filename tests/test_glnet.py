@@ -256,7 +256,7 @@ def test_spec_strings_and_errors(tmp_path: Path) -> None:
 def test_init_from_loads_matching_weights_and_lists_the_rest(tiny_dataset: Path, tmp_path: Path) -> None:
     torch.manual_seed(7)
     source = build_model("ddunet_D3_F4_CY", in_channels=1, num_classes=3, subimage_size=(32, 32))
-    save_checkpoint(tmp_path / "source.pt", {"model": source.state_dict()})
+    save_checkpoint(tmp_path / "source.pt", {"spec": "ddunet_D3_F4_CY", "model_args": {}, "model": source.state_dict()})
     target = build_model("ddunet_D3_F0_CY", in_channels=1, num_classes=3, subimage_size=(32, 32))
     info = _initialise_from(target, tmp_path / "source.pt")
     assert info["missing_keys"] == [] and info["unexpected_keys"]
