@@ -146,9 +146,12 @@ def one_circle_posterior(spec: SyntheticSpec, centres: np.ndarray, seen: tuple[i
     hidden_f = hidden[:, possible].to(torch.float32)
     numerator = torch.zeros(len(pixels))
     denominator = torch.zeros(len(pixels))
+    lines = None
     for order_weights, seen_first in zip(weights, (True, False)):
         allowed = hidden_f * torch.from_numpy(order_weights[possible].astype(np.float32))
-        lines = torch.from_numpy(line_pixels(spec, seen, centres[possible], seen_first)[:, pixels].T.astype(np.float32))
+        if lines is None or spec.line_width % 2 == 0:  # an odd width covers the same pixels either way round
+            lines = torch.from_numpy(line_pixels(spec, seen, centres[possible], seen_first)[:, pixels].T
+                                     .astype(np.float32))
         numerator += (allowed * lines).sum(1)
         denominator += allowed.sum(1)
     return (numerator / denominator.clamp(min=1e-12)).numpy()
