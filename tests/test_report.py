@@ -196,7 +196,8 @@ def test_caption_renders_its_table_as_the_report_does(tmp_path: Path, monkeypatc
     monkeypatch.chdir(tmp_path)
     (tmp_path / "results/cpu").mkdir(parents=True)
     pd.DataFrame({"k": [2, 3], "params_paper": [10, 20], "params_ours": [10, 21],
-                  "note": ["`measure step-time` of a_b_ *x* |y|", "1.50"]}).to_csv("results/cpu/t.csv", index=False)
+                  "note": ["`measure step-time` of a_b_ *x* |y|", "1.50"],
+                  "cell": ["-", "1."], "other": ["(a) b", ":a: b"], "more": ["iv) c", ".. d"]}).to_csv("results/cpu/t.csv", index=False)
     write_json("results/cpu/t.meta.json", {"config": {"run": "cpu", "description": "a_b *c*"}})
     write_caption("t", "results/cpu/t.csv", "results/cpu/t.meta.json", "results/cpu/captions/t.rst")
     body = publish_parts(".. include:: results/cpu/captions/t.rst\n", writer="html")["body"]
@@ -204,3 +205,5 @@ def test_caption_renders_its_table_as_the_report_does(tmp_path: Path, monkeypatc
     assert "largest |ours - paper| 1 (5%)" in body and "a_b *c*" in body
     assert body.count("<tr>") == 3 and "<th class=\"head\">params_ours</th>" in body and "<td>21</td>" in body
     assert "<td>`measure step-time` of a_b_ *x* |y|</td>" in body and "<td>1.50</td>" in body  # cells as in the CSV
+    for cell in ("-", "1.", "(a) b", ":a: b", "iv) c", ".. d"):  # not a list, field list or comment
+        assert f"<td>{cell}</td>" in body, cell

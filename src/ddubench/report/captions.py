@@ -161,6 +161,17 @@ def _rst_text(text: str) -> str:
     return re.sub(r"([\\*`|_])", r"\\\1", text)
 
 
+_BLOCK_START = re.compile(r"[^\w\\]|(?:\d+|[A-Za-z]|[ivxlcdmIVXLCDM]+)[.)](?:\s|$)")
+
+
+def _rst_cell(text: str) -> str:
+    """``text`` as the literal content of one csv-table cell: inline markup escaped as in :func:`_rst_text`, and
+    a first character that could open a block (``-`` alone is a bullet list, ``1.`` or ``(a)`` an enumerated
+    list, ``:a:`` a field list, ``..`` a comment) escaped too, since docutils parses each cell as a document."""
+    text = _rst_text(text)
+    return "\\" + text if _BLOCK_START.match(text) else text
+
+
 def _device(record: dict[str, Any]) -> str:
     device = record.get("device") or {}
     gpus = device.get("gpus") or []
@@ -206,7 +217,7 @@ def write_caption(name: str, csv: str | Path, sidecar: str | Path, out: str | Pa
     out = Path(out)
     table = out.with_suffix(".csv")
     frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    escaped = frame.map(_rst_text).rename(columns=_rst_text)
+    escaped = frame.map(_rst_cell).rename(columns=_rst_cell)
     write_atomic(table, lambda tmp: escaped.to_csv(tmp, index=False))
     text = caption(name, csv, sidecar, out.parent, table_file=table)
     return write_atomic(out, lambda tmp: tmp.write_text(text))
