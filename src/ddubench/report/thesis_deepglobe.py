@@ -11,6 +11,7 @@ import pandas as pd
 from ..errors import DdubenchError
 from ..models import ModelSpec
 from . import paper
+from .departures import departures
 
 SPLITS = ("train", "test", "val")  # Table 7.13's column order
 NEVER = ("min_epochs", "early_stopping_patience")  # "-" in Table 7.10: no departure while they never act
@@ -22,8 +23,7 @@ def ablation_note(config: dict[str, Any]) -> str:
     """How the derived thesis run departs from the thesis's §7.4 setting, in one sentence."""
     deepglobe, ablation = config["deepglobe"], config["thesis"]["deepglobe_ablation"]
     training = deepglobe["training"]
-    parts = [f"{key} {training[key]} (thesis {value})" for key, value in paper.THESIS_TABLE7_10.items()
-             if training[key] != value and not (key in NEVER and training[key] >= training["max_epochs"])]
+    parts = departures(training, paper.THESIS_TABLE7_10, NEVER)
     crop = deepglobe["crop"]
     if (crop["train"], crop["test"]) != (512, 2048):
         parts.append(f"{crop['train']} px training / {crop['test']} px test crops (thesis 512 / 2048)")

@@ -11,6 +11,7 @@ import pandas as pd
 from ..errors import ConfigError, DdubenchError
 from ..models import ModelSpec
 from . import paper
+from .departures import departs, departures
 
 SPLITS = ("train", "val", "test")  # Table 7.8's column order
 # our settings for what Table 7.7 does not state (augment: thesis §7.3.2's flips and quarter turns), and where
@@ -33,11 +34,6 @@ def inria_training(section: dict[str, Any]) -> dict[str, Any]:
 NEVER = ("min_epochs", "early_stopping_patience", "lr_patience")  # "-" in Table 7.7: set to the epoch count
 
 
-def _never(training: dict[str, Any], key: str) -> bool:
-    """Whether a setting Table 7.7 leaves out ("-") still never acts: it is at least the number of epochs."""
-    return training[key] >= training["max_epochs"]
-
-
 def inria_note(config: dict[str, Any]) -> str:
     """How a configuration's Inria experiment departs from the thesis's §7.3, in one sentence."""
     section = config["thesis"]["inria"]
@@ -46,8 +42,7 @@ def inria_note(config: dict[str, Any]) -> str:
     if section["root"] is None and (section["fake"]["tiles_per_city"], section["fake"]["size"]) != (36, 5000):
         parts.append(f"{section['fake']['tiles_per_city']} tiles of {section['fake']['size']} px per city (Inria 36 "
                      "of 5000)")
-    parts += [f"{key} {training[key]} (thesis {value})" for key, value in paper.THESIS_TABLE7_7.items()
-              if training[key] != value and not (key in NEVER and _never(training, key))]
+    parts += departures(training, paper.THESIS_TABLE7_7, NEVER)
     crop, split = section["crop"], section["split"]
     if (crop["train"], crop["overlap"], crop["eval"], section["subimage"]) != (512, 32, 2048, 128):
         parts.append(f"{crop['train']} px training patches overlapping by {crop['overlap']} px, {crop['eval']} px "
@@ -65,9 +60,8 @@ def thesis_table7_7(config: dict[str, Any]) -> pd.DataFrame:
                "min_epochs": "thesis '-': no minimum stopping epoch",
                "lr_patience": "thesis '-': the learning rate never decays within the epochs"}
     rows = [{"hyperparameter": name, "value_paper": "-" if name in NEVER else value, "value_ours": training[name],
-             "note": "; ".join(filter(None, [meaning.get(name, ""), "" if training[name] == value
-                                             or (name in NEVER and _never(training, name))
-                                             else "changed in this configuration"]))}
+             "note": "; ".join(filter(None, [meaning.get(name, ""), "changed in this configuration"
+                                             if departs(training, name, value, NEVER) else ""]))}
             for name, value in paper.THESIS_TABLE7_7.items()]
     rows += [{"hyperparameter": name, "value_paper": None, "value_ours": training[name],
               "note": "not stated in the thesis; our setting"} for name in UNSTATED]
