@@ -197,7 +197,8 @@ def test_caption_renders_its_table_as_the_report_does(tmp_path: Path, monkeypatc
     (tmp_path / "results/cpu").mkdir(parents=True)
     pd.DataFrame({"k": [2, 3], "params_paper": [10, 20], "params_ours": [10, 21],
                   "note": ["`measure step-time` of a_b_ *x* |y|", "1.50"],
-                  "cell": ["-", "1."], "other": ["(a) b", ":a: b"], "more": ["iv) c", ".. d"]}).to_csv("results/cpu/t.csv", index=False)
+                  "cell": ["-", "1."], "other": ["(a) b", ":a: b"], "more": ["iv) c", ".. d"]}
+                 ).to_csv("results/cpu/t.csv", index=False)
     write_json("results/cpu/t.meta.json", {"config": {"run": "cpu", "description": "a_b *c*"}})
     write_caption("t", "results/cpu/t.csv", "results/cpu/t.meta.json", "results/cpu/captions/t.rst")
     body = publish_parts(".. include:: results/cpu/captions/t.rst\n", writer="html")["body"]

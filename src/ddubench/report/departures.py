@@ -10,14 +10,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-def never_acts(training: Mapping[str, Any], key: str) -> bool:
+def _never_acts(training: Mapping[str, Any], key: str) -> bool:
     """Whether the epoch-counting setting ``key`` never acts: it is at least the number of epochs."""
     return training[key] >= training["max_epochs"]
 
 
 def departs(training: Mapping[str, Any], key: str, published: Any, never: Sequence[str]) -> bool:
     """Whether our ``training[key]`` departs from the thesis's ``published`` value (``never``: its "-" keys)."""
-    return training[key] != published and not (key in never and never_acts(training, key))
+    return training[key] != published and not (key in never and _never_acts(training, key))
 
 
 def departures(training: Mapping[str, Any], table: Mapping[str, Any], never: Sequence[str]) -> list[str]:
