@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ddubench.cli import main
-from ddubench.config import cell_seeds, load_config, seeds_note, validate_config
+from ddubench.config import cell_seeds, load_config, published_source, seeds_note, validate_config
 from ddubench.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -242,6 +242,16 @@ def test_fewer_seeds_limits_only_its_ks() -> None:
     assert cell_seeds(config, 16) == [0]
     assert seeds_note(config) == "3 seeds per cell; k = 8, 16: 1 seed (time)"
     assert seeds_note(validate_config(copy.deepcopy(MINIMAL))) == "1 seed per cell"
+
+
+def test_publish_overrides_name_the_run_of_each_top_level_output() -> None:
+    plain = validate_config(copy.deepcopy(MINIMAL))
+    assert published_source(plain, "fig9_heatmap") == "tiny"
+    config = validate_config({**copy.deepcopy(MINIMAL), "publish_overrides": {"fig9_heatmap": "paper"}})
+    assert published_source(config, "fig9_heatmap") == "paper"
+    assert published_source(config, "table8") == "tiny"
+    with pytest.raises(ConfigError, match="publish_overrides"):
+        validate_config({**copy.deepcopy(MINIMAL), "publish_overrides": {"fig9_heatmap": "Paper Run"}})
 
 
 def test_fewer_seeds_needs_a_reason() -> None:

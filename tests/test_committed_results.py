@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -18,13 +19,22 @@ RESULTS, FIGURES = REPO / "results", REPO / "figures"
 PUBLISHED = sorted(RESULTS.glob("*.csv"))
 
 
+@cache
+def _source(name: str) -> str:
+    """The run the committed top-level output ``name`` is copied from (config/cpu.yaml publishes; its
+    publish_overrides may name another run)."""
+    from ddubench.config import load_config, published_source
+
+    return published_source(load_config(REPO / "config" / "cpu.yaml"), name)
+
+
 @pytest.mark.parametrize("csv", PUBLISHED, ids=lambda p: p.name)
 def test_published_csv_has_sidecar_and_equals_its_run(csv: Path) -> None:
     sidecar = json.loads(csv.with_name(csv.stem + ".meta.json").read_text())
     for key in ("git", "versions", "device", "wall_time_s", "finished"):
         assert key in sidecar, f"{csv.name} sidecar lacks {key}"
-    source = RESULTS / "cpu" / csv.name  # publish_from of the committed configs
-    assert source.read_bytes() == csv.read_bytes(), f"{csv.name} differs from results/cpu/{csv.name}"
+    source = RESULTS / _source(csv.stem) / csv.name
+    assert source.read_bytes() == csv.read_bytes(), f"{csv.name} differs from {source.relative_to(REPO)}"
     frame = pd.read_csv(csv)
     for column in frame.columns:
         if column.endswith("_paper"):
@@ -54,15 +64,16 @@ def test_figure_rebuilds_byte_identically_from_its_csv(name: str, build, suffix:
 
 @pytest.mark.parametrize("name, test_k", [("fig9_heatmap", None), ("fig11_generalization", 6), ("fig10_depth", None)])
 def test_grid_csv_is_the_mean_of_its_committed_evaluations(name: str, test_k: int | None) -> None:
-    """Every cell is the mean (and std) over exactly the seeds config/cpu.yaml gives its k, from the runs' JSONs."""
+    """Every cell is the mean (and std) over exactly the seeds its run's config gives its k, from the runs' JSONs."""
     from ddubench.config import cell_seeds, load_config
 
-    config = load_config(REPO / "config" / "cpu.yaml")
+    run = _source(name)
+    config = load_config(REPO / "config" / f"{run}.yaml")
     frame = pd.read_csv(RESULTS / f"{name}.csv")
     for row in frame.itertuples():
         spec = f"unet_D{row.depth}" if row.model == "U-Net" else f"ddunet_D{row.depth}_F{int(row.F)}_C{row.comm}"
         seeds = cell_seeds(config, row.k_train)
-        runs = RESULTS / "cpu" / "runs" / f"k{row.k_train}" / spec
+        runs = RESULTS / run / "runs" / f"k{row.k_train}" / spec
         scores = [json.loads((runs / f"seed{seed}" / f"eval_k{test_k or row.k_train}.json").read_text())["scores"]
                   for seed in seeds]
         line = pd.Series([score["iou"]["line"] for score in scores])
@@ -153,10 +164,10 @@ def test_committed_sidecar_describes_the_committed_config(csv: Path) -> None:
         return
     if not CONFIG_KEYS[csv.stem]:
         return
-    assert sidecar.get("config_file") == "config/cpu.yaml", f"{csv.name}: made from {sidecar.get('config_file')}"
-    differences = config_differences(sidecar["config"], load_config(REPO / "config" / "cpu.yaml"),
-                                     CONFIG_KEYS[csv.stem])
-    assert not differences, f"{csv.name} was made with another config/cpu.yaml: {differences}; rebuild it"
+    config_file = f"config/{_source(csv.stem)}.yaml"
+    assert sidecar.get("config_file") == config_file, f"{csv.name}: made from {sidecar.get('config_file')}"
+    differences = config_differences(sidecar["config"], load_config(REPO / config_file), CONFIG_KEYS[csv.stem])
+    assert not differences, f"{csv.name} was made with another {config_file}: {differences}; rebuild it"
 
 
 def _absolute_paths(value: object) -> list[str]:

@@ -49,6 +49,43 @@ def _copy_workflow(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _with_publish_overrides(work: Path, overrides: str) -> None:
+    """Give the copied config/cpu.yaml (what the smoke and CPU configs publish from) a publish_overrides entry."""
+    cpu = work / "config/cpu.yaml"
+    cpu.write_text(cpu.read_text().replace("publish_from: cpu\n", f"publish_from: cpu\npublish_overrides: {overrides}\n"))
+
+
+def test_publish_overrides_take_an_output_from_another_run(tmp_path: Path) -> None:
+    """The top-level Fig. 9 comes from the run its override names, whatever config is given; the rest stays cpu."""
+    work = _copy_workflow(tmp_path)
+    _with_publish_overrides(work, "{fig9_heatmap: paper, table10: paper}")
+    for configfile in ([], ["--configfile", "config/cpu.yaml"]):
+        result = snakemake("-n", "--forceall", "--cores", "1", "figures/fig9_heatmap.pdf", "results/table10.csv",
+                           "results/table8.csv", *configfile, cwd=work)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "figures/paper/fig9_heatmap.pdf" in result.stdout and "results/paper/table10.csv" in result.stdout
+        assert "results/cpu/table8.csv" in result.stdout
+        assert "results/cpu/fig9_heatmap.csv" not in result.stdout
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ("{fig9_heatmapp: paper}", "'fig9_heatmapp', which is not a published output"),
+    ("{scaling_cpu: paper}", "takes 'scaling_cpu' from run 'paper', which does not make it"),
+    ("{table8: smoke}", None),
+])
+def test_a_wrong_publish_override_stops_with_one_line(overrides: str, expected: str | None, tmp_path: Path) -> None:
+    work = _copy_workflow(tmp_path)
+    _with_publish_overrides(work, overrides)
+    result = snakemake("-n", "--cores", "1", "results/table8.csv", cwd=work)
+    if expected is None:  # the smoke run makes table8 too: a valid override
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "results/smoke/table8.csv" in result.stdout
+        return
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ddubench: error:")]
+    assert result.returncode != 0 and len(errors) == 1, result.stderr[-2000:]
+    assert "config/cpu.yaml" in errors[0] and expected in errors[0]
+
+
 def test_invalid_config_stops_with_one_line(tmp_path: Path) -> None:
     work = _copy_workflow(tmp_path)
     text = (work / "config/smoke.yaml").read_text().replace("  lr: 0.008", "  lr: 0.008\n  learning_rate: 1")

@@ -77,6 +77,12 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return validate_config(config, str(path))
 
 
+def published_source(publishing: dict[str, Any], name: str) -> str:
+    """The run the top-level output ``name`` is copied from, given the configuration of the ``publish_from``
+    run: its ``publish_overrides`` entry, else that run itself."""
+    return publishing["publish_overrides"].get(name, publishing["run"])
+
+
 def cell_seeds(config: dict[str, Any], k: int) -> list[int]:
     """The training seeds of the synthetic cells with ``k`` subimages (``seeds`` unless ``fewer_seeds`` lists k)."""
     for exception in config.get("fewer_seeds", []):

@@ -5,7 +5,8 @@ import sys
 from functools import cache
 
 from ddubench.analysis.ceiling import support_class
-from ddubench.config import cell_seeds, derived_config, derived_parts, load_config, validate_config
+from ddubench.config import (cell_seeds, derived_config, derived_parts, load_config, published_source,
+                              validate_config)
 from ddubench.errors import ConfigError
 from ddubench.models import ModelSpec
 

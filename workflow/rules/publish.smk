@@ -1,13 +1,35 @@
 """The committed top level: results/<name>.csv and figures/<name>.pdf are copies of the run named by
-`publish_from` (config/cpu.yaml or config/paper.yaml), so smoke output can never land there."""
+`publish_from` (config/cpu.yaml or config/paper.yaml), so smoke output can never land there; an output named
+in that run's `publish_overrides` is copied from the run given there instead."""
 
 PUBLISH_FROM = config["publish_from"]
 
 
+def publish_source(name):
+    """The run whose results/<run>/<name>.csv and figures/<run>/<name>.pdf the top level copies."""
+    return published_source(run_config(PUBLISH_FROM), name)
+
+
+def _check_publish_overrides():
+    """Stop before any job runs when an override names an output the top level lacks or its run cannot make."""
+    published_tables, published_figures = run_outputs(PUBLISH_FROM)
+    for name, run in run_config(PUBLISH_FROM)["publish_overrides"].items():
+        if name not in published_tables + published_figures:
+            _fail(f"{config_file(PUBLISH_FROM)}: publish_overrides names {name!r}, which is not a published output; "
+                  f"use one of {', '.join(dict.fromkeys(published_tables + published_figures))}")
+        tables, figures = run_outputs(run)
+        if (name in published_tables and name not in tables) or (name in published_figures and name not in figures):
+            _fail(f"{config_file(PUBLISH_FROM)}: publish_overrides takes {name!r} from run {run!r}, "
+                  f"which does not make it; name a run whose configuration has it")
+
+
+_check_publish_overrides()
+
+
 rule publish_table:
     input:
-        csv=f"results/{PUBLISH_FROM}/{{name}}.csv",
-        meta=f"results/{PUBLISH_FROM}/{{name}}.meta.json",
+        csv=lambda wildcards: f"results/{publish_source(wildcards.name)}/{wildcards.name}.csv",
+        meta=lambda wildcards: f"results/{publish_source(wildcards.name)}/{wildcards.name}.meta.json",
     output:
         csv="results/{name}.csv",
         meta="results/{name}.meta.json",
@@ -17,7 +39,7 @@ rule publish_table:
 
 rule publish_figure:
     input:
-        f"figures/{PUBLISH_FROM}/{{name}}.pdf",
+        lambda wildcards: f"figures/{publish_source(wildcards.name)}/{wildcards.name}.pdf",
     output:
         "figures/{name}.pdf",
     shell:
