@@ -81,6 +81,30 @@ def test_compare_grid_names_the_cells_off_by_more_than_two_seed_stds(tmp_path: P
     assert "Mean absolute difference per model over k: F=0 0.002, F=8 0.130, U-Net 0.195." in text
 
 
+def test_compare_grid_judges_each_cell_against_the_goal(tmp_path: Path) -> None:
+    rows = [  # (k, label, paper, ours, ceiling)
+        (4, "DDU-Net(3,0,Y)", 0.14, 0.144, 0.26),   # within 0.05: near
+        (4, "DDU-Net(3,8,Y)", 0.84, 0.749, 0.938),  # 0.09 off, paper below its ceiling: below
+        (6, "U-Net(3)", 0.68, 0.338, 0.466),        # paper above the ceiling, ours 0.725 x it: below
+        (6, "DDU-Net(3,32,Y)", 0.87, 0.640, 0.702),  # paper above the ceiling, ours 0.91 x it: ceiling
+        (8, "U-Net(3)", 0.60, 0.55, None),          # no ceiling, exactly 0.05 off: near
+        (8, "DDU-Net(3,1,Y)", 0.18, 0.27, 0.492),   # 0.09 better than the paper: above
+    ]
+    frame = pd.DataFrame([{"k_train": k, "model": "U-Net" if label.startswith("U") else "DDU-Net", "label": label,
+                           "F": None if label.startswith("U") else int(label.split(",")[1]), "iou_line_paper": p, "iou_line_ours": o, "iou_line_ceiling": c}
+                          for k, label, p, o, c in rows])
+    csv = tmp_path / "grid.csv"
+    frame.to_csv(csv, index=False)
+    goal = compare_grid(csv)["goal"]
+    assert goal["verdict"].tolist() == ["near", "below", "below", "ceiling", "near", "above"]
+    assert goal["share_of_ceiling"].round(3).tolist()[:4] == [0.554, 0.799, 0.725, 0.912]
+    text = markdown(csv)
+    assert "2 cells near the paper, 1 at the ceiling.\n" in text
+    assert ("- 2 more than 0.05 below the paper: k = 4 DDU-Net(3,8,Y) 0.75 vs 0.84, 0.80 x ceiling; "
+            "k = 6 U-Net(3) 0.34 vs 0.68, 0.73 x ceiling.\n- 1 more than 0.05 above the paper: k = 8 DDU-Net(3,1,Y) "
+            "0.27 vs 0.18, 0.55 x ceiling.") in text
+
+
 def test_throughput_table_compares_with_the_authors_code_anchor() -> None:
     from ddubench.report.throughput import throughput_table
 

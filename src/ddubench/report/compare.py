@@ -29,7 +29,7 @@ def grid_columns(frame: pd.DataFrame) -> pd.Series:
 
 def compare_grid(csv: str | Path) -> dict[str, Any]:
     """Mean absolute difference to the paper (overall, per k and per model), per k the paper's orderings in both
-    and our seed spread, and the cells more than two seed stds from the paper."""
+    and our seed spread, the cells more than two seed stds from the paper, and each cell against the goal."""
     frame = pd.read_csv(csv)
     both = frame.dropna(subset=["iou_line_paper", "iou_line_ours"])
     rows = []
@@ -62,7 +62,29 @@ def compare_grid(csv: str | Path) -> dict[str, Any]:
         "per_k": per_k,
         "per_model": diff.groupby(column, sort=False).mean().to_dict() if len(both) else {},
         "off_cells": _off_cells(both),
+        "goal": _goal(both),
     }
+
+
+GOAL_DISTANCE = 0.05  # issue 13's goal: within 0.05 line IoU of the paper ...
+GOAL_CEILING_SHARE = 0.9  # ... or, where the paper's value is above the receptive-field ceiling, 0.9 x the ceiling
+
+
+def _goal(both: pd.DataFrame) -> pd.DataFrame:
+    """Each compared cell against the goal: ``near`` (within GOAL_DISTANCE of the paper), ``ceiling`` (the paper's
+    value is above the receptive-field ceiling and ours reaches GOAL_CEILING_SHARE of it), else ``above`` or
+    ``below`` the paper, with ``ours / ceiling`` where the cell has a ceiling."""
+    ceiling = both["iou_line_ceiling"] if "iou_line_ceiling" in both else pd.Series(float("nan"), both.index)
+    difference = both["iou_line_ours"] - both["iou_line_paper"]
+    paper_above_ceiling = both["iou_line_paper"] > ceiling + 1e-9  # False where there is no ceiling
+    reaches = both["iou_line_ours"] >= GOAL_CEILING_SHARE * ceiling - 1e-9
+    verdict = pd.Series("below", both.index).mask(difference > 0, "above")
+    verdict = verdict.mask(paper_above_ceiling & reaches, "ceiling").mask(difference.abs() <= GOAL_DISTANCE + 1e-9,
+                                                                          "near")
+    label = both["label"] if "label" in both else both["model"]
+    return pd.DataFrame({"k": both["k_train"].astype(int), "label": label, "paper": both["iou_line_paper"],
+                         "ours": both["iou_line_ours"], "share_of_ceiling": both["iou_line_ours"] / ceiling,
+                         "verdict": verdict}).reset_index(drop=True)
 
 
 PAPER_ROUNDING = 0.005  # the journal prints line IoU to two decimals
@@ -114,6 +136,17 @@ def markdown(csv: str | Path) -> str:
     if result["per_model"]:
         lines += ["", "Mean absolute difference per model over k: " + ", ".join(
             f"{name} {value:.3f}" for name, value in result["per_model"].items()) + "."]
+    goal = result["goal"]
+    if len(goal):
+        counts = goal["verdict"].value_counts()
+        lines += ["", f"Goal (within {GOAL_DISTANCE} of the paper, or at least {GOAL_CEILING_SHARE} x the "
+                      f"receptive-field ceiling where the paper's value lies above it): {counts.get('near', 0)} cells "
+                      f"near the paper, {counts.get('ceiling', 0)} at the ceiling."]
+        for verdict in ("below", "above"):
+            cells = goal[goal["verdict"] == verdict].to_dict("records")
+            if cells:
+                lines.append(f"- {len(cells)} more than {GOAL_DISTANCE} {verdict} the paper: "
+                             + "; ".join(_missed_cell(cell) for cell in cells) + ".")
     off = result["off_cells"]
     if len(off):
         lines += ["", "Cells more than two seed stds from the paper:"]
@@ -122,6 +155,12 @@ def markdown(csv: str | Path) -> str:
             lines.append(f"- k = {cell['k']}, {cell['label']}: ours {cell['ours']:.3f} ± {cell['std']:.3f}, paper "
                          f"{cell['paper']:.2f}{reason}")
     return "\n".join(lines)
+
+
+def _missed_cell(cell: dict[str, Any]) -> str:
+    """One cell that misses the goal: k, model, ours against the paper, and our share of the ceiling."""
+    share = "" if pd.isna(cell["share_of_ceiling"]) else f", {cell['share_of_ceiling']:.2f} x ceiling"
+    return f"k = {cell['k']} {cell['label']} {cell['ours']:.2f} vs {cell['paper']:.2f}{share}"
 
 
 def _yes_no(value: bool | None) -> str:
