@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,22 @@ def test_help_lists_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for command in SUBCOMMANDS:
         assert command in out
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`ddubench compare ... | head` whose reader is gone: exit status 1 and no traceback."""
+    import subprocess
+    import sys
+
+    csv_path = tmp_path / "grid.csv"
+    csv_path.write_text("k_train,model,F,iou_line_paper,iou_line_ours\n2,U-Net,,0.95,0.90\n")
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before anything is written
+    result = subprocess.run([sys.executable, "-m", "ddubench", "compare", str(csv_path)], stdout=writer,
+                            stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(writer)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1
 
 
 def test_missing_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,6 +8,7 @@ a user mistake prints one line (``ddubench: error: ...``) and exits with status 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -62,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DdubenchError as err:
         print(f"ddubench: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # stdout closed early (`ddubench compare ... | head`): stop quietly, as a pipe expects
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not fail again
+        return 1
     except OSError as err:  # a read or write the checks above could not foresee, e.g. a full disk
         if err.filename is None:
             raise
