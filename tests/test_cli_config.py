@@ -206,6 +206,22 @@ def test_table10_needs_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "--config" in _one_error_line(capsys)
 
 
+@pytest.mark.parametrize("name", ["fig9", "fig10"])
+def test_a_grid_table_of_some_seeds_says_how_many_are_trained(name: str, tmp_path: Path) -> None:
+    """Fig. 9 and Fig. 10 tables built from one of the config's three seeds say so in every row's note."""
+    config = {**copy.deepcopy(MINIMAL), "seeds": [0, 1, 2]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    evals = []
+    for spec in ("ddunet_D2_F4_CY", "unet_D2"):
+        evals.append(tmp_path / f"{spec}.json")
+        evals[-1].write_text(json.dumps({"spec": spec, "train_k": 2, "test_k": 2, "seed": 0,
+                                         "scores": {"iou": {"line": 0.5}, "miou": 0.7}}))
+    out = tmp_path / "t.csv"
+    assert main(["table", name, "--config", str(tmp_path / "c.yaml"), "--evals", *map(str, evals), "--out", str(out)]) == 0
+    notes = [row["note"] for row in csv.DictReader(out.open())]
+    assert len(notes) == 2 and all("; 1 of the 3 seeds trained so far" in note for note in notes), notes
+
+
 @pytest.mark.parametrize("case", ["not_json", "eval_as_ceiling", "empty_records", "run_twice"])
 def test_a_wrong_input_file_of_a_table_is_one_line_naming_it(case: str, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:

@@ -178,7 +178,7 @@ def _synthetic_grid(args: argparse.Namespace) -> tuple[object, dict]:
     config = load_config(args.config)
     note = tables.scale_note(config)
     if args.name == "fig10":
-        frame = tables.depth_table(records, note)
+        frame = tables.depth_table(records, note, planned_seeds=lambda k: len(cell_seeds(config, k)))
     else:
         reference = paper.FIG9_LINE_IOU if args.name == "fig9" else paper.FIG11_LINE_IOU
         ceilings = {(c["spec"], c["k"]): c["iou_line_ceiling"]

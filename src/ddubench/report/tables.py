@@ -183,12 +183,15 @@ def line_iou_grid(
     return grouped.assign(_o=order).sort_values(["k_train", "_o", "F"]).drop(columns="_o").reset_index(drop=True)
 
 
-def depth_table(records: Iterable[dict[str, Any]], note: str) -> pd.DataFrame:
-    """Journal Fig. 10 as numbers: line-class IoU of DDU-Net(D, F, Y) and U-Net(D) per depth D.
+def depth_table(records: Iterable[dict[str, Any]], note: str,
+                planned_seeds: Callable[[int], int] | None = None) -> pd.DataFrame:
+    """Journal Fig. 10 as numbers: line-class IoU of DDU-Net(D, F, Y) and U-Net(D) per depth D (``planned_seeds``
+    as for :func:`line_iou_grid`).
 
     The journal shows Fig. 10 only as predicted masks, so there is no paper column.
     """
-    frame = line_iou_grid(records, {}, depth=0, note=note).drop(columns=["iou_line_paper", "iou_line_ceiling"])
+    frame = line_iou_grid(records, {}, depth=0, note=note, planned_seeds=planned_seeds).drop(
+        columns=["iou_line_paper", "iou_line_ceiling"])
     frame["note"] = frame["note"] + "; the journal's Fig. 10 shows masks only (no numbers to compare)"
     order = frame["model"].map({"DDU-Net": 0, "U-Net": 1})
     return frame.assign(_o=order).sort_values(["depth", "_o"]).drop(columns="_o").reset_index(drop=True)
