@@ -156,6 +156,23 @@ def test_line_iou_grid_aggregates_seeds() -> None:
     assert partial["note"].tolist() == ["n", "n; 1 of the 3 seeds trained so far"]
 
 
+def test_a_printed_value_within_its_rounding_of_the_ceiling_is_not_called_above_it() -> None:
+    """The journal's k = 8 F = 0 cell prints 0.14 where the ceiling is 0.137: 0.14 may stand for 0.136, so the
+    row's note must not say the paper passes the ceiling; the k = 4 U-Net's 0.74 over 0.673 does."""
+    from ddubench.report.paper import above_ceiling
+    from ddubench.report.tables import line_iou_grid
+
+    assert not above_ceiling(0.14, 0.1374) and above_ceiling(0.74, 0.673) and not above_ceiling(0.5, float("nan"))
+    records = [{"spec": spec, "train_k": k, "test_k": k, "seed": 0, "scores": {"iou": {"line": 0.2}, "miou": 0.6}}
+               for spec, k in (("ddunet_D3_F0_CY", 8), ("unet_D3", 4))]
+    grid = line_iou_grid(records, {4: (0.14,) * 7 + (0.74,), 8: (0.14,) * 8}, depth=3, note="n",
+                         ceilings={("ddunet_D3_F0_CY", 8): 0.1374, ("unet_D3", 4): 0.673})
+    notes = grid.set_index("label")["note"].to_dict()
+    assert notes["DDU-Net(3,0,Y)"] == "n"
+    assert notes["U-Net(3)"] == "n; the paper's value is above the receptive-field ceiling of this model on this data " \
+                                "(iou_line_ceiling)"
+
+
 def test_the_papers_value_sits_only_beside_its_own_cell() -> None:
     """Figs. 9 and 11 print DDU-Net(3, F, Y) only, and Fig. 11 tests on k = 6: a DDU-Net(3, F, N) row, or a Fig. 11
     row tested on another k, gets no paper value."""

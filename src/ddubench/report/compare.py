@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from .paper import PRINTED_ROUNDING, above_ceiling
+
 
 def _spearman(x: pd.Series, y: pd.Series) -> float | None:
     if len(x) < 3 or x.nunique() < 2 or y.nunique() < 2:
@@ -76,7 +78,7 @@ def _goal(both: pd.DataFrame) -> pd.DataFrame:
     ``below`` the paper, with ``ours / ceiling`` where the cell has a ceiling."""
     ceiling = both["iou_line_ceiling"] if "iou_line_ceiling" in both else pd.Series(float("nan"), both.index)
     difference = both["iou_line_ours"] - both["iou_line_paper"]
-    paper_above_ceiling = both["iou_line_paper"] > ceiling + 1e-9  # False where there is no ceiling
+    paper_above_ceiling = above_ceiling(both["iou_line_paper"], ceiling)  # False where there is no ceiling
     reaches = both["iou_line_ours"] >= GOAL_CEILING_SHARE * ceiling - 1e-9
     verdict = pd.Series("below", both.index).mask(difference > 0, "above")
     verdict = verdict.mask(paper_above_ceiling & reaches, "ceiling").mask(difference.abs() <= GOAL_DISTANCE + 1e-9,
@@ -87,9 +89,6 @@ def _goal(both: pd.DataFrame) -> pd.DataFrame:
                          "verdict": verdict}).reset_index(drop=True)
 
 
-PAPER_ROUNDING = 0.005  # the journal prints line IoU to two decimals
-
-
 def _off_cells(both: pd.DataFrame) -> pd.DataFrame:
     """Cells whose mean is more than two seed stds (and more than the paper's rounding) from the paper's value
     (cells with at least two seeds), and whether the paper's value lies above the receptive-field ceiling there
@@ -98,10 +97,10 @@ def _off_cells(both: pd.DataFrame) -> pd.DataFrame:
     if "iou_line_ours_std" not in both or both["iou_line_ours_std"].isna().all():
         return pd.DataFrame(columns=columns)
     cells = both.dropna(subset=["iou_line_ours_std"])
-    tolerance = (2 * cells["iou_line_ours_std"]).clip(lower=PAPER_ROUNDING)
+    tolerance = (2 * cells["iou_line_ours_std"]).clip(lower=PRINTED_ROUNDING)
     cells = cells[(cells["iou_line_ours"] - cells["iou_line_paper"]).abs() > tolerance]
     ceiling = cells["iou_line_ceiling"] if "iou_line_ceiling" in cells else pd.Series(float("nan"), cells.index)
-    above = [None if pd.isna(c) else bool(p > c + 1e-9) for p, c in zip(cells["iou_line_paper"], ceiling)]
+    above = [None if pd.isna(c) else bool(above_ceiling(p, c)) for p, c in zip(cells["iou_line_paper"], ceiling)]
     label = cells["label"] if "label" in cells else cells["model"]
     return pd.DataFrame({"k": cells["k_train"].astype(int), "label": label, "paper": cells["iou_line_paper"],
                          "ours": cells["iou_line_ours"], "std": cells["iou_line_ours_std"],

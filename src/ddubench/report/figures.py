@@ -20,6 +20,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
 from .compare import grid_columns  # noqa: E402
+from .paper import above_ceiling  # noqa: E402
 
 CLASS_COLOURS = ListedColormap(["black", "tab:red", "white"])
 
@@ -37,7 +38,8 @@ def save_pdf(fig: plt.Figure, out: str | Path) -> None:
 
 def line_iou_heatmaps(csv: str | Path, out: str | Path, title: str, ylabel: str) -> None:
     """Paper, receptive-field ceiling (where the table has it) and ours side by side: line-class IoU per k
-    (rows) and model (columns); a paper value above the ceiling is marked with ^."""
+    (rows) and model (columns); a paper value above the ceiling even when rounded down (:func:`.paper.above_ceiling`)
+    is marked with ^."""
     frame = pd.read_csv(csv)
     frame["column"] = grid_columns(frame)
     features = sorted(frame.loc[frame["model"] != "U-Net", "F"].dropna().astype(int).unique())
@@ -62,7 +64,7 @@ def line_iou_heatmaps(csv: str | Path, out: str | Path, title: str, ylabel: str)
         if column == "iou_line_ours":
             text = text + spread.map(lambda v: "" if pd.isna(v) else f"\n±{v:.2f}")
         if column == "iou_line_paper" and "receptive-field ceiling" in panels:
-            above = grid > pivot("iou_line_ceiling") + 1e-9
+            above = above_ceiling(grid, pivot("iou_line_ceiling"))
             text = text + above.map(lambda flag: "^" if flag else "")
         sns.heatmap(grid, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=text.to_numpy(), fmt="",
                     annot_kws={"fontsize": 6.5}, cbar=ax is axes[-1], linewidths=0.5, linecolor="white",

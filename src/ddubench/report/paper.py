@@ -9,6 +9,16 @@ are held here as our trainer's equivalent (the epoch count) and reported as "-".
 
 from __future__ import annotations
 
+# The journal prints line IoU to two decimals: a printed value stands for anything within half a unit of it.
+PRINTED_ROUNDING = 0.005
+
+
+def above_ceiling(printed, ceiling):
+    """Whether a line IoU the journal printed lies above a receptive-field ceiling for certain: even half a
+    printed unit lower it exceeds the ceiling (False where the ceiling is missing, NaN). Floats or pandas objects."""
+    return printed - PRINTED_ROUNDING > ceiling
+
+
 FIG9_DEPTH = 3
 FIG9_FEATURES = (0, 1, 2, 4, 8, 16, 32)
 

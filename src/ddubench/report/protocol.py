@@ -145,7 +145,7 @@ def protocol_table(config: dict[str, Any], records: dict[str, dict[str, Any]],
         (f"{descriptions[row.variant]}" + ("; the variant does not change this model: it is the run's own grid "
                                             "model" if row.reused and row.variant != _own(config) else "")
          + ("; the paper's value is above the receptive-field ceiling of this model on this data"
-            if row.iou_line_paper is not None and row.iou_line_paper > row.iou_line_ceiling + 1e-9 else "")
+            if row.iou_line_paper is not None and paper.above_ceiling(row.iou_line_paper, row.iou_line_ceiling) else "")
          + _missing_note(gaps, row.n_seeds))
         for row, gaps in zip(table.itertuples(), missing.to_numpy())
     ]

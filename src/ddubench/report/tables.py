@@ -172,7 +172,7 @@ def line_iou_grid(
     )
     ceiling = grouped.pop("iou_line_ceiling")
     grouped.insert(grouped.columns.get_loc("iou_line_ours"), "iou_line_ceiling", ceiling)
-    above = grouped["iou_line_paper"] > grouped["iou_line_ceiling"] + 1e-9
+    above = paper.above_ceiling(grouped["iou_line_paper"].astype(float), grouped["iou_line_ceiling"].astype(float))
     planned = [planned_seeds(k) if planned_seeds else None for k in grouped["k_train"]]
     grouped["note"] = [note + trained_over_note(ranks) + seeds_so_far_note(trained, wanted) + (
         "; the paper's value is above the receptive-field ceiling of this model on this data (iou_line_ceiling)"
